@@ -1,0 +1,3 @@
+from check_status.cli import entry
+
+entry()

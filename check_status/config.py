@@ -1,0 +1,300 @@
+"""Configuration: one env file plus the process environment, validated at start.
+
+`KEYS` is the single list of every setting: its default, its meaning and how it
+is parsed. The loader, the error messages and the env-file template the
+installer writes are all made from it, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_ENV_FILE = Path("/etc/check-status/check-status.env")
+ENV_FILE_VARIABLE = "CHECK_STATUS_ENV_FILE"
+
+
+class ConfigError(Exception):
+    """A setting is wrong. The message is one line: key, value given, what is expected."""
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    default: str
+    meaning: str
+    parse: Callable[[str, str], Any]
+    secret: bool = False
+
+
+# --- parsers: (key, raw text) -> value, raising ConfigError with one clear line ---
+
+
+def _fail(key: str, raw: str, expected: str, secret: bool = False) -> ConfigError:
+    shown = "(hidden)" if secret else repr(raw)
+    return ConfigError(f"{key}={shown} is not valid: expected {expected}")
+
+
+def _integer(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(key: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise _fail(key, raw, f"a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise _fail(key, raw, f"a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _text(key: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _node_name(key: str, raw: str) -> str:
+    name = raw.strip() or socket.gethostname().split(".")[0]
+    # It starts every SMS, so keep it short and in plain GSM-7 characters.
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", name):
+        raise _fail(key, raw, "1 to 32 letters, digits, '.', '_' or '-'")
+    return name
+
+
+def _url(key: str, raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _fail(key, raw, "an http:// or https:// URL such as http://127.0.0.1:8888")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise _fail(key, raw, "a URL with a port from 1 to 65535") from None
+    return url
+
+
+def _optional_url(key: str, raw: str) -> str | None:
+    return _url(key, raw) if raw.strip() else None
+
+
+def _url_list(key: str, raw: str) -> tuple[str, ...]:
+    return tuple(_url(key, item) for item in _split(raw))
+
+
+def _path_list(key: str, raw: str) -> tuple[str, ...]:
+    paths = _split(raw)
+    for path in paths:
+        if not path.startswith("/"):
+            raise _fail(key, raw, "comma-separated absolute paths such as /,/data")
+    return tuple(paths)
+
+
+def _optional_path(key: str, raw: str) -> str | None:
+    path = raw.strip()
+    if path and not path.startswith("/"):
+        raise _fail(key, raw, "an absolute path")
+    return path or None
+
+
+def _path(key: str, raw: str) -> str:
+    path = _optional_path(key, raw)
+    if path is None:
+        raise _fail(key, raw, "an absolute path")
+    return path
+
+
+def _chain_id(key: str, raw: str) -> str | None:
+    value = raw.strip().lower()
+    if value and not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise _fail(key, raw, "64 hex digits, as get_info reports chain_id")
+    return value or None
+
+
+def _split(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+KEYS: tuple[Key, ...] = (
+    Key("NODE_NAME", "", "label used in output and SMS (default: the host name)", _node_name),
+    Key("NODEOS_URL", "http://127.0.0.1:8888", "the local nodeos HTTP API", _url),
+    Key("EXPECTED_CHAIN_ID", "", "chain id the node must be on (empty: not checked)", _chain_id),
+    Key(
+        "HEAD_LAG_WARN_SECONDS",
+        "15",
+        "head block this far behind now is WARNING",
+        _integer(1, 86400),
+    ),
+    Key(
+        "HEAD_LAG_CRIT_SECONDS",
+        "60",
+        "head block this far behind now is CRITICAL",
+        _integer(1, 86400),
+    ),
+    Key(
+        "HEAD_STALL_SECONDS",
+        "30",
+        "head block number unchanged this long is CRITICAL (stalled)",
+        _integer(5, 86400),
+    ),
+    Key(
+        "LIB_LAG_WARN_BLOCKS",
+        "400",
+        "head minus LIB above this is WARNING (normal: ~330 Leap, ~2 Spring)",
+        _integer(1, 10_000_000),
+    ),
+    Key(
+        "LIB_LAG_CRIT_BLOCKS",
+        "1200",
+        "head minus LIB above this is CRITICAL",
+        _integer(1, 10_000_000),
+    ),
+    Key("ENDPOINTS", "", "comma-separated API base URLs to check (LB URL, backends)", _url_list),
+    Key("DISK_PATHS", "/", "comma-separated paths whose filesystems are checked", _path_list),
+    Key("DISK_WARN_PERCENT", "80", "used space or inodes above this is WARNING", _integer(1, 100)),
+    Key(
+        "DISK_CRIT_PERCENT",
+        "88",
+        "used space or inodes above this is CRITICAL (nodeos stops at 90)",
+        _integer(1, 100),
+    ),
+    Key(
+        "STATE_DB_WARN_PERCENT", "80", "state database use above this is WARNING", _integer(1, 100)
+    ),
+    Key(
+        "STATE_DB_CRIT_PERCENT", "90", "state database use above this is CRITICAL", _integer(1, 100)
+    ),
+    Key(
+        "NODEOS_LOG",
+        "",
+        "nodeos log file to scan for fatal lines (empty: not checked)",
+        _optional_path,
+    ),
+    Key("HTTP_TIMEOUT_SECONDS", "3", "timeout of each HTTP request, in seconds", _integer(1, 20)),
+    Key("STATE_FILE", "/var/lib/check-status/state.json", "state kept between runs", _path),
+)
+
+KEYS_BY_NAME = {key.name: key for key in KEYS}
+
+
+@dataclass(frozen=True)
+class Config:
+    node_name: str
+    nodeos_url: str
+    expected_chain_id: str | None
+    head_lag_warn_seconds: int
+    head_lag_crit_seconds: int
+    head_stall_seconds: int
+    lib_lag_warn_blocks: int
+    lib_lag_crit_blocks: int
+    endpoints: tuple[str, ...]
+    disk_paths: tuple[str, ...]
+    disk_warn_percent: int
+    disk_crit_percent: int
+    state_db_warn_percent: int
+    state_db_crit_percent: int
+    nodeos_log: str | None
+    http_timeout_seconds: int
+    state_file: str
+    env_file: str | None = None
+
+    @property
+    def lock_file(self) -> str:
+        return self.state_file + ".lock"
+
+
+# Pairs that must be ordered: (warn key, crit key).
+_THRESHOLD_PAIRS = (
+    ("HEAD_LAG_WARN_SECONDS", "HEAD_LAG_CRIT_SECONDS"),
+    ("LIB_LAG_WARN_BLOCKS", "LIB_LAG_CRIT_BLOCKS"),
+    ("DISK_WARN_PERCENT", "DISK_CRIT_PERCENT"),
+    ("STATE_DB_WARN_PERCENT", "STATE_DB_CRIT_PERCENT"),
+)
+
+
+def load_config(settings: Mapping[str, str], env_file: str | None = None) -> Config:
+    """Build a Config from raw settings. Raises ConfigError on the first bad key."""
+    values: dict[str, Any] = {}
+    for key in KEYS:
+        raw = settings.get(key.name)
+        if raw is None or (raw.strip() == "" and key.default):
+            raw = key.default
+        values[key.name] = key.parse(key.name, raw)
+    for warn_key, crit_key in _THRESHOLD_PAIRS:
+        if values[warn_key] >= values[crit_key]:
+            raise ConfigError(
+                f"{warn_key}={values[warn_key]} is not valid: expected a number below "
+                f"{crit_key}={values[crit_key]}"
+            )
+    names = {f.name for f in fields(Config)}
+    return Config(
+        env_file=env_file,
+        **{k.lower(): v for k, v in values.items() if k.lower() in names},
+    )
+
+
+def choose_env_file(option: str | None, environ: Mapping[str, str]) -> tuple[Path | None, bool]:
+    """Which env file to read, and whether it was asked for explicitly.
+
+    Never the current directory and never dotenv's own upward search: under
+    cron the job runs in $HOME, so only explicit paths are dependable.
+    """
+    if option:
+        return Path(option), True
+    if environ.get(ENV_FILE_VARIABLE):
+        return Path(environ[ENV_FILE_VARIABLE]), True
+    if DEFAULT_ENV_FILE.exists():
+        return DEFAULT_ENV_FILE, False
+    return None, False
+
+
+def read_settings(env_file: Path | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """The env file's values overlaid by the process environment (which wins)."""
+    settings: dict[str, str] = {}
+    if env_file is not None:
+        if not env_file.is_file():
+            raise ConfigError(
+                f"env file {env_file} does not exist or is not a file: "
+                "create it (install.sh writes one) or pass --env-file PATH"
+            )
+        if not os.access(env_file, os.R_OK):
+            raise ConfigError(
+                f"env file {env_file} is not readable by this user: check its owner and mode"
+            )
+        from dotenv import dotenv_values
+
+        try:
+            loaded = dotenv_values(env_file, interpolate=False)
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(
+                f"env file {env_file} cannot be read: {error.__class__.__name__}"
+            ) from None
+        settings.update({k: v for k, v in loaded.items() if v is not None})
+    settings.update({k: v for k, v in environ.items() if k in KEYS_BY_NAME})
+    return settings
+
+
+def load(option: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """The shell's entry point: find the env file, read it, validate everything."""
+    environ = os.environ if environ is None else environ
+    env_file, _explicit = choose_env_file(option, environ)
+    settings = read_settings(env_file, environ)
+    return load_config(settings, env_file=str(env_file) if env_file else None)
+
+
+def template() -> str:
+    """The commented env file the installer writes: every key, its meaning, its default."""
+    lines = [
+        "# check-status configuration. Values in the process environment win over this file.",
+        "# Every key is optional; the value after '=' in each comment is the default.",
+        "",
+    ]
+    for key in KEYS:
+        lines.append(f"# {key.meaning}")
+        lines.append(f"#{key.name}={key.default}")
+        lines.append("")
+    return "\n".join(lines)

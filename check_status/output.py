@@ -1,0 +1,104 @@
+"""Presentation: the Nagios line, the verbose table and the JSON document.
+
+The one-line form follows the Nagios plugin guidelines, so check-status also
+works unchanged as a Nagios, Icinga or NRPE check:
+    CHECK-STATUS CRITICAL - nodeos: connection refused (127.0.0.1:8888) | 'head_lag'=...
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from check_status.model import CheckResult, Metric, Status
+from check_status.runner import RunReport
+
+
+def problems_in_words(results: tuple[CheckResult, ...], limit: int = 4) -> str:
+    """The worst problems first; consequences of another failure are left out."""
+    problems = [r for r in results if r.status is not Status.OK and r.caused_by is None]
+    problems.sort(key=lambda r: r.status.severity, reverse=True)
+    words = [f"{r.name}: {r.summary}" for r in problems[:limit]]
+    if len(problems) > limit:
+        words.append(f"+{len(problems) - limit} more")
+    return "; ".join(words)
+
+
+def healthy_in_words(results: tuple[CheckResult, ...]) -> str:
+    by_name = {r.name: r for r in results}
+    head = by_name.get("head_block")
+    text = f"{len(results)} checks OK"
+    return f"{text}; {head.summary}" if head else text
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def perfdata(results: tuple[CheckResult, ...]) -> str:
+    """`'label'=value[UOM];warn;crit;min;max` for the metrics meant for graphs."""
+    items = []
+    for result in results:
+        for metric in result.metrics:
+            if metric.perf_label:
+                items.append(_perf_item(metric))
+    return " ".join(items)
+
+
+def _perf_item(metric: Metric) -> str:
+    fields = [metric.warn, metric.crit, metric.minimum, metric.maximum]
+    tail = ";".join(_number(f) for f in fields).rstrip(";")
+    value = f"'{metric.perf_label}'={_number(metric.value)}{metric.uom}"
+    return f"{value};{tail}" if tail else value
+
+
+def nagios_line(report: RunReport) -> str:
+    words = problems_in_words(report.results) or healthy_in_words(report.results)
+    if report.notes:
+        words += "; " + "; ".join(report.notes)
+    line = f"CHECK-STATUS {report.status.name} - {words}"
+    perf = perfdata(report.results)
+    return f"{line} | {perf}" if perf else line
+
+
+def verbose_table(report: RunReport) -> str:
+    rows = [(r.name, r.status.name, r.summary) for r in report.results]
+    name_width = max([len("CHECK")] + [len(r[0]) for r in rows])
+    lines = [f"check-status on {report.node} at {report.now.strftime('%Y-%m-%d %H:%M:%S')} UTC", ""]
+    lines.append(f"{'CHECK':<{name_width}}  {'STATUS':<8}  SUMMARY")
+    for name, status, summary in rows:
+        lines.append(f"{name:<{name_width}}  {status:<8}  {summary}")
+    lines.append("")
+    for note in report.notes:
+        lines.append(f"note: {note}")
+    lines.append(f"state file: {report.state_file}")
+    return "\n".join(lines)
+
+
+def result_json(result: CheckResult) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "name": result.name,
+        "status": result.status.name,
+        "summary": result.summary,
+        "metrics": {m.name: m.value for m in result.metrics},
+    }
+    if result.caused_by:
+        item["caused_by"] = result.caused_by
+    return item
+
+
+def report_json(report: RunReport) -> dict[str, Any]:
+    return {
+        "node": report.node,
+        "status": report.status.name,
+        "time": report.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "checks": [result_json(r) for r in report.results],
+        "notes": list(report.notes),
+        "state_file": report.state_file,
+    }
+
+
+def dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2)

@@ -1,0 +1,143 @@
+"""SHELL: the JSON state file kept between runs, and the lock that guards it.
+
+Each cron run is a new process, so everything the rules must remember (how
+long a check has failed, the last head number, the log offset, what was
+texted) lives here. The file is:
+- versioned (`schema`), so a future format is recognised, not misread;
+- written atomically: temp file in the same directory, fsync, os.replace,
+  fsync of the directory; a crash mid-write leaves the old file whole;
+- never fatal: a corrupt file is moved aside and the run starts afresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from check_status.model import format_time
+
+SCHEMA_VERSION = 1
+
+
+class StateError(Exception):
+    """The state could not be written. The run still reports its results."""
+
+
+class LockBusy(Exception):
+    """Another run holds the lock."""
+
+
+@dataclass(frozen=True)
+class LoadedState:
+    data: dict[str, Any]
+    warning: str | None = None  # set when the file was unusable and moved aside
+
+
+def empty_state() -> dict[str, Any]:
+    return {"schema": SCHEMA_VERSION, "checks": {}, "memory": {}}
+
+
+def load_state(path: str, now: datetime) -> LoadedState:
+    """Read the state; a missing file is a first run, a bad one is moved aside."""
+    target = Path(path)
+    try:
+        raw = target.read_bytes()
+    except FileNotFoundError:
+        return LoadedState(empty_state())
+    except IsADirectoryError:
+        return LoadedState(
+            empty_state(), f"state file {path} is a directory: remove it; running as a first run"
+        )
+    except OSError as error:
+        return _move_aside(target, now, f"unreadable ({error.strerror or error})")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return _move_aside(target, now, "not valid JSON (truncated or corrupt)")
+    if not isinstance(data, dict):
+        return _move_aside(target, now, "not a JSON object")
+    schema = data.get("schema")
+    if schema != SCHEMA_VERSION:
+        if isinstance(schema, int) and schema > SCHEMA_VERSION:
+            return _move_aside(target, now, f"written by a newer check-status (schema {schema})")
+        return _move_aside(target, now, f"unknown schema {schema!r}")
+    if not isinstance(data.get("checks"), dict) or not isinstance(data.get("memory"), dict):
+        return _move_aside(target, now, "wrong shape (checks/memory missing)")
+    return LoadedState(data)
+
+
+def _move_aside(target: Path, now: datetime, why: str) -> LoadedState:
+    aside = target.with_name(f"{target.name}.corrupt-{now.strftime('%Y%m%dT%H%M%SZ')}")
+    try:
+        os.replace(target, aside)
+        where = f"moved to {aside}"
+    except OSError as error:
+        where = f"could not be moved aside ({error.strerror or error})"
+    return LoadedState(
+        empty_state(), f"state file {target} was {why}; {where}; running as a first run"
+    )
+
+
+def save_state(path: str, data: dict[str, Any]) -> None:
+    """Replace the state file atomically. Raises StateError with a one-line reason."""
+    target = Path(path)
+    payload = json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        )
+    except OSError as error:
+        raise StateError(f"cannot write state file {path}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, target)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise StateError(f"cannot write state file {path}: {error.strerror or error}") from None
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def run_lock(lock_path: str, now: datetime) -> Iterator[None]:
+    """Hold an exclusive, non-blocking flock for one run.
+
+    The holder writes its pid and start time into the lock file, so a second
+    run can say who holds it and since when: a lock held for minutes is a hung
+    checker, which is worth knowing.
+    """
+    path = Path(lock_path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise StateError(f"cannot open lock file {lock_path}: {error.strerror or error}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+            raise LockBusy(f"another check-status run holds {lock_path} ({holder})") from None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} since {format_time(now)}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
