@@ -94,7 +94,7 @@ def run_command(
     """One run: check, remember, report (what cron calls every minute)."""
     from check_status import output
     from check_status.runner import run_once
-    from check_status.state import LockBusy, StateError, run_lock
+    from check_status.state import LockBusy, run_lock
 
     env_file, verbose, as_json = _merge(ctx, env_file, verbose, as_json)
     config = load_config(env_file)
@@ -102,12 +102,10 @@ def run_command(
     signal.alarm(RUN_DEADLINE_SECONDS)
     now = utc_now()
     try:
-        with run_lock(config.lock_file, now):
-            report = run_once(config, now)
+        with run_lock(config.lock_file, now) as lock_note:
+            report = run_once(config, now, notes=(lock_note,) if lock_note else ())
     except LockBusy as busy:
         fail(f"{busy}; this run did nothing")
-    except StateError as error:
-        fail(f"{error}; check STATE_FILE and its directory's permissions")
     finally:
         signal.alarm(0)
     if as_json:

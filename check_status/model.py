@@ -117,7 +117,10 @@ def human_duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
     if seconds < 60:
         return f"{seconds}s"
-    minutes = seconds // 60
+    minutes, rest = divmod(seconds, 60)
+    if minutes < 10:
+        # Seconds still matter this close to the thresholds (60s, 2m...).
+        return f"{minutes}m{rest:02d}s" if rest else f"{minutes}m"
     if minutes < 60:
         return f"{minutes}m"
     hours, minutes = divmod(minutes, 60)

@@ -174,9 +174,11 @@ def _count(record: dict[str, Any], key: str) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
-def run_once(config: Config, now: datetime, *, dry_run: bool = False) -> RunReport:
-    """One whole run. The caller holds the run lock."""
-    notes: list[str] = []
+def run_once(
+    config: Config, now: datetime, *, dry_run: bool = False, notes: tuple[str, ...] = ()
+) -> RunReport:
+    """One whole run. The caller holds the run lock; `notes` are its problems so far."""
+    notes = list(notes)
     loaded = load_state(config.state_file, now)
     if loaded.warning:
         notes.append(loaded.warning)

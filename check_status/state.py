@@ -116,19 +116,24 @@ def save_state(path: str, data: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def run_lock(lock_path: str, now: datetime) -> Iterator[None]:
+def run_lock(lock_path: str, now: datetime) -> Iterator[str | None]:
     """Hold an exclusive, non-blocking flock for one run.
 
     The holder writes its pid and start time into the lock file, so a second
     run can say who holds it and since when: a lock held for minutes is a hung
     checker, which is worth knowing.
+
+    If the lock file cannot even be created (a full disk, a read-only or
+    missing directory), the run goes on unlocked and yields a note saying so:
+    the disk filling up is exactly what must still be reported and texted.
     """
     path = Path(lock_path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
-        raise StateError(f"cannot open lock file {lock_path}: {error.strerror or error}") from None
+        yield f"ran without a lock: cannot open {lock_path} ({error.strerror or error})"
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -138,6 +143,6 @@ def run_lock(lock_path: str, now: datetime) -> Iterator[None]:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} since {format_time(now)}\n".encode(), 0)
-        yield
+        yield None
     finally:
         os.close(fd)

@@ -13,4 +13,5 @@ from check_status.model import CheckResult, Status
 
 def consequence(name: str, cause: str) -> CheckResult:
     """A check that cannot be judged because `cause` failed: shown, never paged on its own."""
-    return CheckResult(name, Status.UNKNOWN, f"not judged while {cause} is failing", caused_by=cause)
+    summary = f"not judged while {cause} is failing"
+    return CheckResult(name, Status.UNKNOWN, summary, caused_by=cause)

@@ -1,0 +1,62 @@
+"""Shared fixtures: real loopback stand-ins, env files in tmp dirs, the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from check_status.cli import main
+from check_status.config import ENV_FILE_VARIABLE, KEYS
+from tests.standins import NodeosStandIn
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings in the developer's or CI's environment must not leak into a test."""
+    for key in KEYS:
+        monkeypatch.delenv(key.name, raising=False)
+    monkeypatch.delenv(ENV_FILE_VARIABLE, raising=False)
+
+
+@pytest.fixture
+def nodeos() -> Iterator[NodeosStandIn]:
+    with NodeosStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def state_file(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "state.json"
+
+
+@pytest.fixture
+def write_env(tmp_path: Path, state_file: Path) -> Callable[..., Path]:
+    """Write an env file with a private STATE_FILE and the given settings."""
+
+    def write(**settings: Any) -> Path:
+        values = {"NODE_NAME": "eu2", "STATE_FILE": str(state_file), "DISK_PATHS": str(tmp_path)}
+        values.update({k: str(v) for k, v in settings.items()})
+        path = tmp_path / "check-status.env"
+        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        path.chmod(0o600)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def cli() -> Callable[..., Result]:
+    def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def checks_by_name(output: str) -> dict[str, dict[str, Any]]:
+    document = json.loads(output)
+    return {check["name"]: check for check in document["checks"]}

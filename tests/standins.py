@@ -1,0 +1,816 @@
+"""Real loopback HTTP servers used by the tests instead of mocks.
+
+- ``NodeosStandIn``: answers ``/v1/chain/get_info`` and ``/v1/db_size/get`` the way nodeos
+  (and the proxies in front of it) do, including the ugly failure shapes.
+- ``TwilioStandIn``: the part of Twilio's REST API that the ``twilio`` 9.x client uses to
+  send an SMS and to check credentials.
+- ``HangingServer``: accepts TCP connections and never says anything.
+- ``free_port()``: a port with nothing listening (connection refused).
+
+Every server binds 127.0.0.1 on an ephemeral port, serves from daemon threads, and is a
+context manager. Public attributes may be changed between (or during) runs; each request
+takes a consistent snapshot of them under the server's lock. ``configure(**kw)`` changes
+several at once atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+__all__ = [
+    "DB_SIZE_404_FIXTURE",
+    "DEFAULT_GET_INFO_FIXTURE",
+    "ERROR_404_FIXTURE",
+    "ERROR_500_FIXTURE",
+    "FIXTURES_DIR",
+    "HTML_502",
+    "HangingServer",
+    "NodeosStandIn",
+    "TwilioStandIn",
+    "format_block_time",
+    "free_port",
+    "load_fixture",
+]
+
+_env_fixtures = os.environ.get("CHECK_STATUS_FIXTURES")
+FIXTURES_DIR: Path = (
+    Path(_env_fixtures)
+    if _env_fixtures
+    else Path(__file__).resolve().parent / "fixtures" / "nodeos"
+)
+
+DEFAULT_GET_INFO_FIXTURE = "get_info_leap_v4.0.4_eos_mainnet.json"
+ERROR_404_FIXTURE = "error_404_unknown_endpoint_leap_v3.2.0.json"
+ERROR_500_FIXTURE = "error_500_timeout_exception_http_max_response_time.json"
+DB_SIZE_404_FIXTURE = ERROR_404_FIXTURE
+
+HTML_502 = (
+    b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
+    b"</h1></center><hr><center>nginx</center></body></html>"
+)
+PATRONEOS_503 = b'{"message":"NODEOS_UNREACHABLE","code":503}'
+BIG_BODY = b'{"x":"' + b"a" * 10_000_000 + b'"}'
+INVALID_UTF8_BODY = b'{"chain_id":"\xff\xfe"}'
+
+GET_INFO_PATH = "/v1/chain/get_info"
+DB_SIZE_PATH = "/v1/db_size/get"
+
+NODEOS_MODES = frozenset(
+    {
+        "ok",
+        "html502",
+        "error404",
+        "error500",
+        "patroneos",
+        "empty400",
+        "hang",
+        "trickle",
+        "big",
+        "invalid_utf8",
+        "raw",
+    }
+)
+TWILIO_MODES = frozenset({"ok", "error500", "error429", "html", "slow"})
+
+_JSON = "application/json"
+_HTML = "text/html"
+
+
+def load_fixture(name: str) -> dict:
+    """Load a JSON fixture from FIXTURES_DIR by file name."""
+    return json.loads((FIXTURES_DIR / name).read_text(encoding="utf-8"))
+
+
+def _fixture_bytes(name: str) -> bytes:
+    return (FIXTURES_DIR / name).read_bytes()
+
+
+def format_block_time(dt: datetime, millis: bool = True) -> str:
+    """Format like nodeos: UTC, no zone suffix.
+
+    ``2023-09-27T12:51:57.500`` (millis, always 3 digits) or ``2018-06-16T09:56:38``
+    (EOSIO 1.0 style). A naive datetime is taken to be UTC already.
+    """
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC)
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if millis:
+        text += f".{dt.microsecond // 1000:03d}"
+    return text
+
+
+def free_port() -> int:
+    """Return a loopback port with nothing listening on it (bind port 0, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _with_block_num(block_id: Any, num: int) -> Any:
+    """A block id starts with the block number as 8 hex digits; keep that consistent."""
+    if isinstance(block_id, str) and len(block_id) == 64:
+        return f"{num & 0xFFFFFFFF:08x}{block_id[8:]}"
+    return block_id
+
+
+def _parse_block_time(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------------------
+# Shared server machinery
+# --------------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # never let a stuck handler block stop()
+    allow_reuse_address = True
+
+    standin: _LoopbackHTTP
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up mid-response are expected here; stay quiet.
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.0"  # one request per connection: clean stop()
+    timeout = 30  # socket timeout so a stuck peer cannot pin a thread forever
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.standin._track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.standin._untrack(self.connection)
+
+    # helpers -----------------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str | None = _JSON,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        try:
+            self.send_response(status)
+            if content_type:
+                self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in (extra_headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
+                self.wfile.flush()
+        except OSError:
+            pass
+
+    def _stopped(self) -> threading.Event:
+        return self.server.standin._stop_event
+
+
+class _LoopbackHTTP:
+    """Start/stop and context-manager plumbing shared by the HTTP stand-ins."""
+
+    handler_class: type[_Handler] = _Handler
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._stop_event = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
+        self.port: int = 0
+        self.url: str = ""
+        self.requests: list[tuple[str, str]] = []
+
+    # lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> _LoopbackHTTP:
+        """Start serving. After stop(), start() again re-binds the same port if it can."""
+        if self._server is not None:
+            return self
+        self._stop_event = threading.Event()
+        server = _Server(("127.0.0.1", self.port), self.handler_class)
+        server.standin = self
+        self._server = server
+        self.port = server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{type(self).__name__}:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, release every waiting handler and drop open connections."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stop_event.set()
+        server.shutdown()
+        server.server_close()
+        with self._lock:
+            conns = list(self._conns)
+            self._conns.clear()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # configuration -------------------------------------------------------------------
+
+    def configure(self, **changes: Any) -> None:
+        """Set several public attributes at once, atomically with respect to requests."""
+        with self._lock:
+            for key, value in changes.items():
+                if key.startswith("_") or not hasattr(self, key):
+                    raise AttributeError(f"{type(self).__name__} has no setting {key!r}")
+                setattr(self, key, value)
+
+    # bookkeeping ---------------------------------------------------------------------
+
+    def _record_request(self, method: str, path: str) -> None:
+        with self._lock:
+            self.requests.append((method, path))
+
+    def _track(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.add(conn)
+
+    def _untrack(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.discard(conn)
+
+
+# --------------------------------------------------------------------------------------
+# nodeos
+# --------------------------------------------------------------------------------------
+
+
+def _default_db_size() -> dict:
+    size = 1073741824  # 1 GiB, nodeos's default chain-state-db-size-mb of 1024
+    used = 268435456  # 25 %
+    return {"free_bytes": str(size - used), "used_bytes": used, "size": size, "indices": []}
+
+
+class _NodeosHandler(_Handler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        standin: NodeosStandIn = self.server.standin  # type: ignore[assignment]
+        with contextlib.suppress(OSError, ValueError):
+            self._read_body()
+        standin._record_request(self.command, self.path)
+        cfg = standin._snapshot()
+        stop = self._stopped()
+        if cfg["delay_seconds"] > 0 and stop.wait(cfg["delay_seconds"]):
+            return
+        path = urlsplit(self.path).path
+        if path == GET_INFO_PATH:
+            self._get_info(standin, cfg)
+        elif path == DB_SIZE_PATH:
+            if cfg["db_size_enabled"] and cfg["db_size"] is not None:
+                self._send(200, json.dumps(cfg["db_size"]).encode())
+            else:
+                self._send(404, _fixture_bytes(ERROR_404_FIXTURE))
+        else:
+            self._send(404, _fixture_bytes(ERROR_404_FIXTURE))
+
+    def _get_info(self, standin: NodeosStandIn, cfg: dict) -> None:
+        mode = cfg["mode"]
+        stop = self._stopped()
+        if mode == "ok":
+            body = standin._build_get_info(cfg)
+            self._send(200, json.dumps(body, indent=2).encode())
+        elif mode == "html502":
+            self._send(502, HTML_502, _HTML)
+        elif mode == "error404":
+            self._send(404, _fixture_bytes(ERROR_404_FIXTURE))
+        elif mode == "error500":
+            self._send(500, _fixture_bytes(ERROR_500_FIXTURE))
+        elif mode == "patroneos":
+            self._send(503, PATRONEOS_503)
+        elif mode == "empty400":
+            self._send(400, b"", None)
+        elif mode == "hang":
+            stop.wait()
+        elif mode == "trickle":
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", _JSON)
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                self.wfile.flush()
+                self.wfile.write(b"{")
+                self.wfile.flush()
+                while not stop.wait(1.0):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+            except OSError:
+                pass
+        elif mode == "big":
+            self._send(200, BIG_BODY)
+        elif mode == "invalid_utf8":
+            self._send(200, INVALID_UTF8_BODY)
+        elif mode == "raw":
+            self._send(cfg["raw_status"], cfg["raw_body"], cfg["raw_content_type"])
+        else:  # a typo in a test should be loud, not a silent 200
+            self._send(599, f"unknown NodeosStandIn mode {mode!r}".encode(), "text/plain")
+
+
+class NodeosStandIn(_LoopbackHTTP):
+    """A nodeos HTTP API (get_info, db_size) on 127.0.0.1.
+
+    get_info in mode "ok" is the ``fixture`` body with:
+
+    - ``head_block_time`` = ``head_block_time`` if set, else now - ``head_lag_seconds``,
+      formatted with or without milliseconds (``millis``);
+    - ``head_block_num`` overridden if set (and ``fork_db_head_block_num`` and the block-number
+      prefix of ``head_block_id`` follow it);
+    - ``last_irreversible_block_num`` = head - ``lib_gap`` when ``lib_gap`` is set, else
+      head - (the fixture's own gap); ``last_irreversible_block_id`` and
+      ``last_irreversible_block_time`` (head time - gap * 0.5 s) follow when present;
+    - ``chain_id`` overridden if set;
+    - head and LIB numbers as JSON strings when ``numbers_as_strings``.
+
+    ``/v1/db_size/get`` answers 200 with ``db_size`` only when ``db_size_enabled`` is True
+    (default False, like a node without ``db_size_api_plugin``); otherwise 404 with the
+    "Unknown Endpoint" body. ``mode`` applies to get_info only; ``delay_seconds`` to every
+    request. GET and POST both work everywhere; unknown paths get nodeos's 404.
+    """
+
+    handler_class = _NodeosHandler
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__()
+        self.fixture: str = DEFAULT_GET_INFO_FIXTURE
+        self.head_block_num: int | None = None
+        self.lib_gap: int | None = None
+        self.head_lag_seconds: float = 0.5
+        self.head_block_time: datetime | None = None
+        self.millis: bool = True
+        self.numbers_as_strings: bool = False
+        self.chain_id: str | None = None
+        self.db_size: dict | None = _default_db_size()
+        self.db_size_enabled: bool = False
+        self.mode: str = "ok"
+        self.raw_status: int = 200
+        self.raw_body: bytes = b""
+        self.raw_content_type: str | None = _JSON
+        self.delay_seconds: float = 0.0
+        if settings:
+            self.configure(**settings)
+
+    def __enter__(self) -> NodeosStandIn:
+        self.start()
+        return self
+
+    def start(self) -> NodeosStandIn:
+        super().start()
+        return self
+
+    _SETTINGS = (
+        "fixture",
+        "head_block_num",
+        "lib_gap",
+        "head_lag_seconds",
+        "head_block_time",
+        "millis",
+        "numbers_as_strings",
+        "chain_id",
+        "db_size",
+        "db_size_enabled",
+        "mode",
+        "raw_status",
+        "raw_body",
+        "raw_content_type",
+        "delay_seconds",
+    )
+
+    def _snapshot(self) -> dict:
+        with self._lock:
+            cfg = {name: getattr(self, name) for name in self._SETTINGS}
+        if cfg["db_size"] is not None:
+            cfg["db_size"] = json.loads(json.dumps(cfg["db_size"]))
+        return cfg
+
+    @property
+    def get_info_count(self) -> int:
+        with self._lock:
+            return sum(1 for _, p in self.requests if urlsplit(p).path == GET_INFO_PATH)
+
+    def get_info_body(self) -> dict:
+        """The body mode "ok" would send right now (head time computed from now)."""
+        return self._build_get_info(self._snapshot())
+
+    @staticmethod
+    def _build_get_info(cfg: dict) -> dict:
+        body = load_fixture(cfg["fixture"])
+        orig_head = int(body["head_block_num"])
+        orig_lib = int(body["last_irreversible_block_num"])
+        head = orig_head if cfg["head_block_num"] is None else int(cfg["head_block_num"])
+        gap = orig_head - orig_lib if cfg["lib_gap"] is None else int(cfg["lib_gap"])
+        lib = head - gap
+
+        if cfg["head_block_time"] is not None:
+            head_time: datetime = cfg["head_block_time"]
+            if head_time.tzinfo is None:
+                head_time = head_time.replace(tzinfo=UTC)
+        else:
+            head_time = datetime.now(UTC) - timedelta(seconds=cfg["head_lag_seconds"])
+        millis = cfg["millis"]
+
+        body["head_block_num"] = str(head) if cfg["numbers_as_strings"] else head
+        body["last_irreversible_block_num"] = str(lib) if cfg["numbers_as_strings"] else lib
+        body["head_block_time"] = format_block_time(head_time, millis)
+        if "fork_db_head_block_num" in body:
+            body["fork_db_head_block_num"] = head
+        for key in ("head_block_id", "fork_db_head_block_id"):
+            if key in body:
+                body[key] = _with_block_num(body[key], head)
+        if "last_irreversible_block_id" in body:
+            body["last_irreversible_block_id"] = _with_block_num(
+                body["last_irreversible_block_id"], lib
+            )
+        if "last_irreversible_block_time" in body:
+            lib_time = head_time - timedelta(seconds=gap * 0.5)
+            body["last_irreversible_block_time"] = format_block_time(lib_time, millis)
+        if cfg["chain_id"] is not None:
+            body["chain_id"] = cfg["chain_id"]
+        return body
+
+
+# --------------------------------------------------------------------------------------
+# A TCP listener that never answers
+# --------------------------------------------------------------------------------------
+
+
+class HangingServer:
+    """Accepts TCP connections on 127.0.0.1 and never sends a byte."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: list[socket.socket] = []
+        self.port: int = 0
+        self.url: str = ""
+
+    @property
+    def connection_count(self) -> int:
+        with self._lock:
+            return len(self._conns)
+
+    def start(self) -> HangingServer:
+        if self._listener is not None:
+            return self
+        self._stop_event = threading.Event()
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.05)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._accept_loop, name=f"HangingServer:{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _accept_loop(self) -> None:
+        listener = self._listener
+        stop = self._stop_event
+        while listener is not None and not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                if stop.is_set():
+                    conn.close()
+                    return
+                self._conns.append(conn)
+
+    def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is None:
+            return
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        listener.close()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def __enter__(self) -> HangingServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------------------
+# Twilio
+# --------------------------------------------------------------------------------------
+
+_ACCOUNT_PREFIX = "/2010-04-01/Accounts/"
+
+_RECIPIENT_ERRORS = {
+    21211: "The 'To' number {to} is not a valid phone number.",
+    21408: "Permission to send an SMS has not been enabled for the region indicated by the "
+    "'To' number: {to}.",
+    21610: "Attempt to send to unsubscribed recipient",
+    21614: "'To' number is not a valid mobile number",
+    21608: "The number {to} is unverified. Trial accounts cannot send messages to "
+    "unverified numbers; verify {to} at twilio.com/user/account/phone-numbers/verified, "
+    "or purchase a Twilio number to send messages to unverified numbers.",
+}
+
+
+def _twilio_error(code: int, message: str, status: int) -> bytes:
+    return json.dumps(
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        }
+    ).encode()
+
+
+class _TwilioHandler(_Handler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        standin: TwilioStandIn = self.server.standin  # type: ignore[assignment]
+        try:
+            raw = self._read_body()
+        except (OSError, ValueError):
+            raw = b""
+        standin._record_request(self.command, self.path)
+        cfg = standin._snapshot()
+        path = urlsplit(self.path).path
+
+        route, account_sid = None, ""
+        if path.startswith(_ACCOUNT_PREFIX):
+            rest = path[len(_ACCOUNT_PREFIX) :]
+            if self.command == "POST" and rest.endswith("/Messages.json") and rest.count("/") == 1:
+                route, account_sid = "messages", unquote(rest.split("/", 1)[0])
+            elif self.command == "GET" and rest.endswith(".json") and "/" not in rest:
+                route, account_sid = "account", unquote(rest[: -len(".json")])
+
+        auth_ok = self._auth_ok(account_sid, cfg["auth_token"])
+        record: dict[str, Any] | None = None
+        if route == "messages":
+            form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+            record = {
+                "to": form.get("To", [None])[0],
+                "from": form.get("From", [None])[0],
+                "messaging_service_sid": form.get("MessagingServiceSid", [None])[0],
+                "body": form.get("Body", [None])[0],
+                "account_sid": account_sid,
+                "auth_ok": auth_ok,
+            }
+
+        status, body, ctype = self._answer(route, account_sid, auth_ok, record, cfg)
+        if record is not None:
+            with standin._lock:
+                standin.attempts.append({**record, "status": status})
+                if status == 201:
+                    standin.messages.append({**record, "sid": json.loads(body)["sid"]})
+        self._send(status, body, ctype)
+
+    def _auth_ok(self, account_sid: str, token: str) -> bool:
+        header = self.headers.get("Authorization") or ""
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        return bool(account_sid) and user == account_sid and password == token
+
+    def _answer(
+        self,
+        route: str | None,
+        account_sid: str,
+        auth_ok: bool,
+        record: dict | None,
+        cfg: dict,
+    ) -> tuple[int, bytes, str]:
+        mode = cfg["mode"]
+        if mode == "slow" and self._stopped().wait(cfg["delay_seconds"]):
+            return 503, _twilio_error(20503, "Service unavailable", 503), _JSON
+        if mode == "error500":
+            return 500, _twilio_error(20500, "Internal Server Error", 500), _JSON
+        if mode == "error429":
+            return 429, _twilio_error(20429, "Too Many Requests", 429), _JSON
+        if mode == "html":
+            return 502, HTML_502, _HTML
+        if mode not in TWILIO_MODES:
+            return 599, f"unknown TwilioStandIn mode {mode!r}".encode(), "text/plain"
+
+        if route is None:
+            msg = f"The requested resource {urlsplit(self.path).path} was not found"
+            return 404, _twilio_error(20404, msg, 404), _JSON
+        if not auth_ok:
+            return 401, _twilio_error(20003, "Authenticate", 401), _JSON
+
+        if route == "account":
+            payload = {
+                "sid": account_sid,
+                "friendly_name": "test",
+                "status": "active",
+                "type": "Trial",
+            }
+            return 200, json.dumps(payload).encode(), _JSON
+
+        assert record is not None
+        to = record["to"]
+        if not to:
+            return 400, _twilio_error(21604, "A 'To' phone number is required.", 400), _JSON
+        if not record["from"] and not record["messaging_service_sid"]:
+            msg = "A 'From' phone number is required."
+            return 400, _twilio_error(21603, msg, 400), _JSON
+        if not record["body"]:
+            return 400, _twilio_error(21602, "Message body is required.", 400), _JSON
+        code = 21211 if to in cfg["invalid_numbers"] else cfg["recipient_errors"].get(to)
+        if code is not None:
+            template = _RECIPIENT_ERRORS.get(code, "Error {code} for {to}")
+            return 400, _twilio_error(code, template.format(to=to, code=code), 400), _JSON
+
+        sid = "SM" + secrets.token_hex(16)
+        payload = {
+            "sid": sid,
+            "account_sid": account_sid,
+            "to": to,
+            "from": record["from"],
+            "messaging_service_sid": record["messaging_service_sid"],
+            "body": record["body"],
+            "status": "queued" if record["from"] else "accepted",
+            "num_segments": "1",
+            "num_media": "0",
+            "date_created": format_datetime(datetime.now(UTC)).replace("-0000", "+0000"),
+            "date_updated": format_datetime(datetime.now(UTC)).replace("-0000", "+0000"),
+            "date_sent": None,
+            "api_version": "2010-04-01",
+            "uri": f"{_ACCOUNT_PREFIX}{account_sid}/Messages/{sid}.json",
+            "error_code": None,
+            "error_message": None,
+            "price": None,
+            "price_unit": "USD",
+            "direction": "outbound-api",
+            "subresource_uris": {
+                "media": f"{_ACCOUNT_PREFIX}{account_sid}/Messages/{sid}/Media.json"
+            },
+        }
+        return 201, json.dumps(payload).encode(), _JSON
+
+
+class TwilioStandIn(_LoopbackHTTP):
+    """Twilio's Messages and Accounts REST endpoints, enough for the twilio 9.x client.
+
+    Pointing the real client here (checked against twilio 9.13.0)::
+
+        from twilio.http.http_client import TwilioHttpClient
+        from twilio.rest import Client
+
+        client = Client(sid, token, http_client=TwilioHttpClient(timeout=2))
+        client.region = client.edge = None   # see the caveat below
+        client.api.base_url = standin.url    # "http://127.0.0.1:PORT", no trailing path
+        client.messages.create(to=..., from_=..., body=...)
+        client.api.v2010.accounts(sid).fetch()
+
+    ``client.api`` is created lazily and cached, so assigning ``base_url`` on it sticks:
+    ``Domain.absolute_url()`` reads ``self.base_url`` on every request, and both
+    ``client.messages`` and ``client.api.v2010.accounts(...)`` go through that same Domain.
+    It must be set before the first request only in the sense that it is read per request;
+    it can be changed at any time.
+
+    Caveat: ``Client(..., environment={})`` does NOT isolate from ``os.environ``. The
+    constructor does ``environment = environment or os.environ`` and an empty dict is
+    falsy, so ``TWILIO_REGION``/``TWILIO_EDGE`` in the real environment are still read.
+    If either is set, ``get_hostname()`` rewrites the netloc, e.g. ``127.0.0.1:PORT`` with
+    TWILIO_REGION=au1 becomes ``127.au1.0.1:PORT``. Use ``client.region = client.edge =
+    None`` after construction, or pass a non-empty mapping such as
+    ``environment={"TWILIO_REGION": ""}``.
+
+    Recorded: ``requests`` (method, path) for every request; ``attempts`` one dict per
+    POST to Messages.json (keys to, from, messaging_service_sid, body, account_sid,
+    auth_ok, status); ``messages`` only the accepted (201) ones (same keys but ``sid``
+    instead of ``status``).
+
+    Settings: ``auth_token``; ``invalid_numbers`` (To -> 400/21211);
+    ``recipient_errors`` (To -> any Twilio code with status 400, e.g. 21610, 21614, 21408,
+    21608); ``mode`` "ok" | "error500" (500/20500) | "error429" (429/20429) | "html"
+    (502 HTML page) | "slow" (wait ``delay_seconds``, then answer normally; stop()
+    releases the wait). Modes apply to every route. Order of checks: mode, route (404
+    20404), Basic auth (user must equal the path's AccountSid, password ``auth_token``;
+    401/20003), then To/From/Body presence (21604/21603/21602) and recipient errors.
+    """
+
+    handler_class = _TwilioHandler
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__()
+        self.auth_token: str = "test-token"
+        self.invalid_numbers: set[str] = set()
+        self.recipient_errors: dict[str, int] = {}
+        self.mode: str = "ok"
+        self.delay_seconds: float = 10.0
+        self.messages: list[dict] = []
+        self.attempts: list[dict] = []
+        if settings:
+            self.configure(**settings)
+
+    def __enter__(self) -> TwilioStandIn:
+        self.start()
+        return self
+
+    def start(self) -> TwilioStandIn:
+        super().start()
+        return self
+
+    def _snapshot(self) -> dict:
+        with self._lock:
+            return {
+                "auth_token": self.auth_token,
+                "invalid_numbers": set(self.invalid_numbers),
+                "recipient_errors": dict(self.recipient_errors),
+                "mode": self.mode,
+                "delay_seconds": self.delay_seconds,
+            }
+
+    def wait_for_messages(self, count: int, timeout: float = 2.0) -> list[dict]:
+        """Poll until at least ``count`` messages were accepted (or timeout); return a copy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if len(self.messages) >= count or time.monotonic() >= deadline:
+                    return list(self.messages)
+            time.sleep(0.01)
