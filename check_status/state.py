@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,7 +76,12 @@ def load_state(path: str, now: datetime) -> LoadedState:
 
 
 def _move_aside(target: Path, now: datetime, why: str) -> LoadedState:
-    aside = target.with_name(f"{target.name}.corrupt-{now.strftime('%Y%m%dT%H%M%SZ')}")
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    aside = target.with_name(f"{target.name}.corrupt-{stamp}")
+    extra = 1
+    while aside.exists():  # two bad files within one second keep both copies
+        extra += 1
+        aside = target.with_name(f"{target.name}.corrupt-{stamp}-{extra}")
     try:
         os.replace(target, aside)
         where = f"moved to {aside}"
@@ -115,8 +121,21 @@ def save_state(path: str, data: dict[str, Any]) -> None:
             os.close(dir_fd)
 
 
+def load_state_readonly(path: str) -> tuple[dict[str, Any], str | None]:
+    """For `status`: read without moving anything aside. Returns (state, problem)."""
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        return empty_state(), f"no state file at {path} yet: check-status has not run here"
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        return empty_state(), f"state file {path} is unreadable ({type(error).__name__})"
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
+        return empty_state(), f"state file {path} has an unknown format"
+    return data, None
+
+
 @contextlib.contextmanager
-def run_lock(lock_path: str, now: datetime) -> Iterator[str | None]:
+def run_lock(lock_path: str, now: datetime, wait_seconds: float = 0) -> Iterator[str | None]:
     """Hold an exclusive, non-blocking flock for one run.
 
     The holder writes its pid and start time into the lock file, so a second
@@ -135,11 +154,17 @@ def run_lock(lock_path: str, now: datetime) -> Iterator[str | None]:
         yield f"ran without a lock: cannot open {lock_path} ({error.strerror or error})"
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
-            raise LockBusy(f"another check-status run holds {lock_path} ({holder})") from None
+        give_up = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < give_up:
+                    time.sleep(0.2)
+                    continue
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+                raise LockBusy(f"another check-status run holds {lock_path} ({holder})") from None
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} since {format_time(now)}\n".encode(), 0)

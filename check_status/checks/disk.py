@@ -18,9 +18,9 @@ def judge_disk(path: str, usage: DiskUsage | ProbeFailure, config: Config) -> Ch
     warn, crit = config.disk_warn_percent, config.disk_crit_percent
 
     def level(percent: float | None) -> Status:
-        if percent is None or percent < warn:
+        if percent is None or percent <= warn:
             return Status.OK
-        return Status.CRITICAL if percent >= crit else Status.WARNING
+        return Status.CRITICAL if percent > crit else Status.WARNING
 
     space_status = level(usage.used_percent)
     inode_status = level(usage.inodes_used_percent)

@@ -24,7 +24,7 @@ def judge_state_db(
         return CheckResult("state_db", Status.UNKNOWN, f"db_size: {db.reason}")
     percent = 100.0 * db.used_bytes / db.size
     warn, crit = config.state_db_warn_percent, config.state_db_crit_percent
-    status = Status.OK if percent < warn else Status.CRITICAL if percent >= crit else Status.WARNING
+    status = Status.OK if percent <= warn else Status.CRITICAL if percent > crit else Status.WARNING
     summary = f"{percent:.0f}% used ({human_bytes(db.used_bytes)} of {human_bytes(db.size)})"
     if status is not Status.OK:
         summary += ": raise chain-state-db-size-mb"

@@ -56,8 +56,12 @@ def as_number(body: dict[str, Any], field: str) -> int:
     value = body[field]
     if isinstance(value, bool):
         raise BadField(f"{field} is not a number: {value!r}")
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    if isinstance(value, str):
+        text = value.strip()
+        # isascii: "²".isdigit() is True; the length cap keeps int() from refusing it.
+        if not (text.isascii() and text.isdigit() and len(text) <= 20):
+            raise BadField(f"{field} is not a number: {value[:40]!r}")
+        value = int(text)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int):
