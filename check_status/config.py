@@ -11,7 +11,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,9 +72,11 @@ def _url(key: str, raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _fail(key, raw, "an http:// or https:// URL such as http://127.0.0.1:8888")
     try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
+        port = parts.port
     except ValueError:
-        raise _fail(key, raw, "a URL with a port from 1 to 65535") from None
+        port = 0
+    if port == 0 or (port is None and ":" in parts.netloc.rsplit("]", 1)[-1]):
+        raise _fail(key, raw, "a URL with a port from 1 to 65535")
     return url
 
 
@@ -113,6 +115,46 @@ def _chain_id(key: str, raw: str) -> str | None:
     if value and not re.fullmatch(r"[0-9a-f]{64}", value):
         raise _fail(key, raw, "64 hex digits, as get_info reports chain_id")
     return value or None
+
+
+def _phone(key: str, raw: str) -> str:
+    number = raw.strip()
+    if not re.fullmatch(r"\+[1-9][0-9]{1,14}", number):
+        raise _fail(key, raw, "an E.164 phone number such as +14155550100")
+    return number
+
+
+def _optional_phone(key: str, raw: str) -> str | None:
+    return _phone(key, raw) if raw.strip() else None
+
+
+def _phone_list(key: str, raw: str) -> tuple[str, ...]:
+    numbers = tuple(_phone(key, item) for item in _split(raw))
+    return tuple(dict.fromkeys(numbers))  # a number listed twice is texted once
+
+
+def _sid(prefix: str) -> Callable[[str, str], str | None]:
+    def parse(key: str, raw: str) -> str | None:
+        value = raw.strip()
+        if value and not re.fullmatch(prefix + r"[0-9a-fA-F]{32}", value):
+            raise _fail(key, raw, f"'{prefix}' followed by 32 hex digits, from the Twilio console")
+        return value or None
+
+    return parse
+
+
+def _secret(key: str, raw: str) -> str | None:
+    value = raw.strip()
+    if value and (len(value) < 16 or any(c.isspace() for c in value)):
+        raise _fail(key, raw, "the auth token from the Twilio console (no spaces)", secret=True)
+    return value or None
+
+
+def _alert_level(key: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("WARNING", "CRITICAL"):
+        raise _fail(key, raw, "WARNING or CRITICAL")
+    return level
 
 
 def _split(raw: str) -> list[str]:
@@ -176,6 +218,49 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("HTTP_TIMEOUT_SECONDS", "3", "timeout of each HTTP request, in seconds", _integer(1, 20)),
     Key("STATE_FILE", "/var/lib/check-status/state.json", "state kept between runs", _path),
+    Key("TWILIO_ACCOUNT_SID", "", "Twilio account SID (AC...)", _sid("AC")),
+    Key(
+        "TWILIO_AUTH_TOKEN",
+        "",
+        "Twilio auth token (secret: keep this file mode 0600)",
+        _secret,
+        secret=True,
+    ),
+    Key("TWILIO_FROM", "", "sender: an E.164 number you own on Twilio", _optional_phone),
+    Key(
+        "TWILIO_MESSAGING_SERVICE_SID",
+        "",
+        "sender: a Twilio messaging service (MG...), instead of TWILIO_FROM",
+        _sid("MG"),
+    ),
+    Key("ALERT_TO", "", "comma-separated E.164 numbers of the on-call operators", _phone_list),
+    Key(
+        "ALERT_LEVEL", "WARNING", "lowest status that is texted: WARNING or CRITICAL", _alert_level
+    ),
+    Key(
+        "ALERT_AFTER",
+        "2",
+        "consecutive failing (or passing) runs before a problem (or recovery) is texted",
+        _integer(1, 60),
+    ),
+    Key(
+        "REMIND_EVERY_MINUTES",
+        "60",
+        "reminder interval while a problem lasts; 0 means never",
+        _integer(0, 10080),
+    ),
+    Key(
+        "TWILIO_API_BASE_URL",
+        "https://api.twilio.com",
+        "Twilio API base URL (a proxy or a test stand-in)",
+        _url,
+    ),
+    Key(
+        "HEARTBEAT_URL",
+        "",
+        "dead-man's-switch URL pinged after every run (healthchecks.io style)",
+        _optional_url,
+    ),
 )
 
 KEYS_BY_NAME = {key.name: key for key in KEYS}
@@ -200,7 +285,21 @@ class Config:
     nodeos_log: str | None
     http_timeout_seconds: int
     state_file: str
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_from: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    alert_to: tuple[str, ...] = ()
+    alert_level: str = "WARNING"
+    alert_after: int = 2
+    remind_every_minutes: int = 60
+    twilio_api_base_url: str = "https://api.twilio.com"
+    heartbeat_url: str | None = None
     env_file: str | None = None
+
+    @property
+    def sms_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.alert_to)
 
     @property
     def lock_file(self) -> str:
@@ -230,11 +329,30 @@ def load_config(settings: Mapping[str, str], env_file: str | None = None) -> Con
                 f"{warn_key}={values[warn_key]} is not valid: expected a number below "
                 f"{crit_key}={values[crit_key]}"
             )
+    _check_sms_settings(values)
     names = {f.name for f in fields(Config)}
     return Config(
         env_file=env_file,
         **{k.lower(): v for k, v in values.items() if k.lower() in names},
     )
+
+
+_SMS_KEYS = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "ALERT_TO")
+
+
+def _check_sms_settings(values: dict[str, Any]) -> None:
+    """SMS is all or nothing: half a Twilio setup would silently text nobody."""
+    given = [k for k in (*_SMS_KEYS, "TWILIO_FROM", "TWILIO_MESSAGING_SERVICE_SID") if values[k]]
+    if not given:
+        return
+    needed = "SMS needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, ALERT_TO and a sender"
+    for key in _SMS_KEYS:
+        if not values[key]:
+            raise ConfigError(f"{key} is not set but {given[0]} is: {needed}")
+    if bool(values["TWILIO_FROM"]) == bool(values["TWILIO_MESSAGING_SERVICE_SID"]):
+        raise ConfigError(
+            "TWILIO_FROM and TWILIO_MESSAGING_SERVICE_SID: set exactly one of them as the sender"
+        )
 
 
 def choose_env_file(option: str | None, environ: Mapping[str, str]) -> tuple[Path | None, bool]:
