@@ -1,22 +1,31 @@
 """The command line: thin. It parses options, calls the library, and is the one
 place where exceptions become messages and Nagios exit codes.
 
-    check-status [run] [-v|--json]   one run, as cron does it
+    check-status [run] [-v|--json] [--dry-run]   one run, as cron does it
+    check-status status                          incidents, queued SMS, silences
+    check-status silence [CHECK...] --for 2h --reason "upgrade"
+    check-status unsilence [CHECK...]
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from check_status import __version__
 from check_status.config import Config, ConfigError, load
 from check_status.model import Status, utc_now
+
+if TYPE_CHECKING:
+    from check_status.alerting.rules import AlertState
 
 # cron starts a run every minute: a run must never outlive its slot.
 RUN_DEADLINE_SECONDS = 50
@@ -64,7 +73,26 @@ def _merge(
     )
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+class NagiosGroup(click.Group):
+    """Usage errors exit 3 (UNKNOWN) with one line, not click's exit 2, which
+    a Nagios server would read as CRITICAL."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.ClickException as error:
+            fail(f"usage: {error.format_message()} (see check-status --help)")
+        except click.Abort:
+            fail("aborted")
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(
+    cls=NagiosGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @common_options
 @click.version_option(__version__, prog_name="check-status")
 @click.pass_context
@@ -87,11 +115,20 @@ def _deadline_reached(signum: int, frame: Any) -> None:
 
 @main.command("run")
 @common_options
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="decide and show what would be texted; send nothing, save nothing",
+)
 @click.pass_context
 def run_command(
-    ctx: click.Context, env_file: str | None = None, verbose: bool = False, as_json: bool = False
+    ctx: click.Context,
+    env_file: str | None = None,
+    verbose: bool = False,
+    as_json: bool = False,
+    dry_run: bool = False,
 ) -> None:
-    """One run: check, remember, report (what cron calls every minute)."""
+    """One run: check, remember, text, report (what cron calls every minute)."""
     from check_status import output
     from check_status.runner import run_once
     from check_status.state import LockBusy, run_lock
@@ -103,19 +140,131 @@ def run_command(
     now = utc_now()
     try:
         with run_lock(config.lock_file, now) as lock_note:
-            report = run_once(config, now, notes=(lock_note,) if lock_note else ())
+            report = run_once(config, now, dry_run=dry_run, notes=(lock_note,) if lock_note else ())
     except LockBusy as busy:
         fail(f"{busy}; this run did nothing")
     finally:
         signal.alarm(0)
     if as_json:
         click.echo(output.dumps(output.report_json(report)))
-    elif verbose:
+    elif verbose or dry_run:
         click.echo(output.verbose_table(report))
         click.echo(output.nagios_line(report).split(" | ")[0])
     else:
         click.echo(output.nagios_line(report))
     sys.exit(int(report.status))
+
+
+@main.command("status")
+@common_options
+@click.pass_context
+def status_command(
+    ctx: click.Context, env_file: str | None = None, verbose: bool = False, as_json: bool = False
+) -> None:
+    """Open incidents, queued and failed SMS, silences and the last run, from the state file."""
+    from check_status import status_view
+    from check_status.state import load_state_readonly
+
+    env_file, _verbose, as_json = _merge(ctx, env_file, verbose, as_json)
+    config = load_config(env_file)
+    now = utc_now()
+    state, problem = load_state_readonly(config.state_file)
+    view = status_view.build(state, config, now)
+    if problem:
+        view["problem"] = problem
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+    else:
+        click.echo(status_view.render(view))
+    sys.exit(int(Status.UNKNOWN) if problem else 0)
+
+
+def _edit_silences(
+    config: Config, change: Callable[[AlertState, datetime], AlertState]
+) -> AlertState:
+    """Change the silences in the state file under the run lock, waiting out a running run."""
+    from check_status.alerting.rules import alert_state_from_json, alert_state_to_json
+    from check_status.state import LockBusy, StateError, load_state, run_lock, save_state
+
+    now = utc_now()
+    try:
+        with run_lock(config.lock_file, now, wait_seconds=RUN_DEADLINE_SECONDS + 5) as lock_note:
+            if lock_note:
+                fail(f"{lock_note}; silences not changed")
+            loaded = load_state(config.state_file, now)
+            alerts = change(alert_state_from_json(loaded.data.get("alerts")), now)
+            loaded.data["alerts"] = alert_state_to_json(alerts)
+            save_state(config.state_file, loaded.data)
+            return alerts
+    except (LockBusy, StateError) as error:
+        fail(f"{error}; silences not changed")
+
+
+@main.command("silence")
+@click.argument("checks", nargs=-1)
+@click.option("--for", "duration", required=True, help="how long: 45s, 30m, 2h, 1d (at most 30d)")
+@click.option("--reason", required=True, help="why, for the other operators (shown in status)")
+@common_options
+@click.pass_context
+def silence_command(
+    ctx: click.Context,
+    checks: tuple[str, ...],
+    duration: str,
+    reason: str,
+    env_file: str | None = None,
+    verbose: bool = False,
+    as_json: bool = False,
+) -> None:
+    """Stop texting about CHECKs (default: the whole node) during planned maintenance.
+
+    When the silence ends and a problem is still there, one SMS says so.
+    Check names are as in `check-status -v`; shell patterns work: 'endpoint:*'.
+    """
+    from check_status.alerting.rules import Silence, parse_duration
+
+    env_file, _verbose, _as_json = _merge(ctx, env_file, verbose, as_json)
+    config = load_config(env_file)
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--for") from None
+    text = reason.strip()
+    if not text:
+        raise click.BadParameter("say why, for the other operators", param_hint="--reason")
+
+    def add(alerts: AlertState, now: datetime) -> AlertState:
+        silence = Silence(tuple(checks), now + timedelta(seconds=seconds), text, now)
+        return dataclasses.replace(alerts, silences=(*alerts.silences, silence))
+
+    alerts = _edit_silences(config, add)
+    until = alerts.silences[-1].until.strftime("%Y-%m-%d %H:%M:%S")
+    what = ", ".join(checks) if checks else f"all checks on {config.node_name}"
+    click.echo(f"silenced {what} until {until} UTC: {text}")
+
+
+@main.command("unsilence")
+@click.argument("checks", nargs=-1)
+@common_options
+@click.pass_context
+def unsilence_command(
+    ctx: click.Context,
+    checks: tuple[str, ...],
+    env_file: str | None = None,
+    verbose: bool = False,
+    as_json: bool = False,
+) -> None:
+    """End silences early: those naming CHECKs, or every silence when none is named."""
+    env_file, _verbose, _as_json = _merge(ctx, env_file, verbose, as_json)
+    config = load_config(env_file)
+    removed: list[int] = []
+
+    def remove(alerts: AlertState, now: datetime) -> AlertState:
+        keep = tuple(s for s in alerts.silences if checks and not set(checks) & set(s.checks))
+        removed.append(len(alerts.silences) - len(keep))
+        return dataclasses.replace(alerts, silences=keep)
+
+    alerts = _edit_silences(config, remove)
+    click.echo(f"ended {removed[0]} silence(s); {len(alerts.silences)} left")
 
 
 def entry() -> None:

@@ -71,7 +71,16 @@ def verbose_table(report: RunReport) -> str:
     for name, status, summary in rows:
         lines.append(f"{name:<{name_width}}  {status:<8}  {summary}")
     lines.append("")
-    for note in report.notes:
+    if report.decisions:
+        lines.append("alerts:")
+        for check, decision in report.decisions:
+            lines.append(f"  {check}: {decision}")
+    for outcome in report.deliveries:
+        lines.append(
+            f"  SMS {outcome.result} to {outcome.recipient}: {outcome.body!r} ({outcome.detail})"
+        )
+    lines.append(report.sms)
+    for note in (*report.notes, *report.remarks):
         lines.append(f"note: {note}")
     lines.append(f"state file: {report.state_file}")
     return "\n".join(lines)
@@ -96,6 +105,15 @@ def report_json(report: RunReport) -> dict[str, Any]:
         "time": report.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "checks": [result_json(r) for r in report.results],
         "notes": list(report.notes),
+        "remarks": list(report.remarks),
+        "alerts": {
+            "sms": report.sms,
+            "decisions": [{"check": check, "decision": text} for check, text in report.decisions],
+            "deliveries": [
+                {"to": o.recipient, "result": o.result, "body": o.body, "detail": o.detail}
+                for o in report.deliveries
+            ],
+        },
         "state_file": report.state_file,
     }
 

@@ -8,13 +8,18 @@ cannot keep a cron run alive past the next one.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from check_status.alerting.rules import (
+    Policy,
+    alert_state_from_json,
+    alert_state_to_json,
+    decide,
+    explain,
+)
 from check_status.checks.chain_id import judge_chain_id
 from check_status.checks.disk import judge_disk
 from check_status.checks.endpoint import judge_endpoint
@@ -23,8 +28,20 @@ from check_status.checks.lib import judge_lib
 from check_status.checks.nodeos import judge_nodeos
 from check_status.checks.nodeos_log import judge_nodeos_log
 from check_status.checks.state_db import judge_state_db
+from check_status.concurrency import run_concurrently
 from check_status.config import Config
+from check_status.delivery import (
+    Outcome,
+    apply_outcomes,
+    deliver,
+    enqueue,
+    load_outbox,
+    outbox_to_json,
+    render_for,
+    twilio_settings,
+)
 from check_status.model import CheckResult, ProbeFailure, Status, format_time, worst
+from check_status.notify import NotifyError
 from check_status.probes.disk import probe_disk
 from check_status.probes.log import LogPosition, read_new_lines
 from check_status.probes.nodeos import ChainInfo, fetch_chain_info, fetch_db_size
@@ -42,6 +59,11 @@ class RunReport:
     results: tuple[CheckResult, ...]
     state_file: str
     notes: tuple[str, ...] = ()  # problems of the checker itself: state moved aside, not saved
+    remarks: tuple[str, ...] = ()  # worth showing, not worth a WARNING: a missed heartbeat ping
+    decisions: tuple[tuple[str, str], ...] = ()  # (check, what the alerting rules did and why)
+    deliveries: tuple[Outcome, ...] = ()
+    sms: str = "SMS not configured"
+    dry_run: bool = False
 
     @property
     def status(self) -> Status:
@@ -49,38 +71,6 @@ class RunReport:
         # an alert: never report that as plain OK.
         floor = Status.WARNING if self.notes else Status.OK
         return worst([floor, *(r.status for r in self.results)])
-
-
-def run_concurrently(
-    tasks: dict[str, Callable[[], Any]], deadline_seconds: float
-) -> dict[str, Any]:
-    """Run every task in its own daemon thread; after the deadline, give up on stragglers.
-
-    Daemon threads, not a ThreadPoolExecutor: an executor joins its threads at
-    exit, so one hung getaddrinfo would hold the process past the deadline.
-    """
-    results: dict[str, Any] = {}
-    lock = threading.Lock()
-
-    def work(name: str, task: Callable[[], Any]) -> None:
-        try:
-            value = task()
-        except Exception as error:  # a bug in a probe stays local to its check
-            value = ProbeFailure(f"probe failed: {type(error).__name__}: {error}")
-        with lock:
-            results[name] = value
-
-    threads = [threading.Thread(target=work, args=item, daemon=True) for item in tasks.items()]
-    for thread in threads:
-        thread.start()
-    end = time.monotonic() + deadline_seconds
-    for thread in threads:
-        thread.join(max(0.0, end - time.monotonic()))
-    with lock:
-        return {
-            name: results.get(name, ProbeFailure(f"no answer within {deadline_seconds:g}s"))
-            for name in tasks
-        }
 
 
 def probe_everything(config: Config, memory: dict[str, Any]) -> dict[str, Any]:
@@ -94,8 +84,10 @@ def probe_everything(config: Config, memory: dict[str, Any]) -> dict[str, Any]:
     for path in config.disk_paths:
         tasks[f"disk {path}"] = lambda path=path: probe_disk(path)
     if config.nodeos_log:
-        log_memory = memory.get("nodeos_log") or {}
-        position = LogPosition.from_json(log_memory.get("position"))
+        log_memory = memory.get("nodeos_log")
+        position = LogPosition.from_json(
+            log_memory.get("position") if isinstance(log_memory, dict) else None
+        )
         tasks["nodeos_log"] = lambda: read_new_lines(config.nodeos_log, position)
     return run_concurrently(tasks, timeout + PROBE_GRACE_SECONDS)
 
@@ -177,7 +169,11 @@ def _count(record: dict[str, Any], key: str) -> int:
 def run_once(
     config: Config, now: datetime, *, dry_run: bool = False, notes: tuple[str, ...] = ()
 ) -> RunReport:
-    """One whole run. The caller holds the run lock; `notes` are its problems so far."""
+    """One whole run. The caller holds the run lock; `notes` are its problems so far.
+
+    Order matters: alerts go out before the state is saved, because a full
+    disk can make the save fail and the alert must still be sent.
+    """
     notes = list(notes)
     loaded = load_state(config.state_file, now)
     if loaded.warning:
@@ -192,9 +188,97 @@ def run_once(
     state["memory"] = new_memory
     state["last_run"] = {"at": format_time(now), "status": worst(r.status for r in results).name}
 
+    alerts = alert_operators(config, state, results, now, dry_run=dry_run)
+    notes += alerts.notes
+
+    remarks: list[str] = []
     if not dry_run:
+        if config.heartbeat_url:
+            # The ping says whether this run worked; its failure is only a remark:
+            # the heartbeat service itself alerts if pings stop arriving.
+            remarks += ping_heartbeat(config.heartbeat_url, results)
         try:
             save_state(config.state_file, state)
         except StateError as error:
             notes.append(str(error))
-    return RunReport(config.node_name, now, tuple(results), config.state_file, tuple(notes))
+    return RunReport(
+        config.node_name,
+        now,
+        tuple(results),
+        config.state_file,
+        tuple(notes),
+        tuple(remarks),
+        alerts.decisions,
+        alerts.deliveries,
+        alerts.sms,
+        dry_run,
+    )
+
+
+_UNSENT = {"failed": "failed for good", "pending": "not sent, will retry"}
+
+
+@dataclass(frozen=True)
+class AlertReport:
+    decisions: tuple[tuple[str, str], ...]
+    deliveries: tuple[Outcome, ...]
+    sms: str
+    notes: tuple[str, ...]
+
+
+def alert_operators(
+    config: Config,
+    state: dict[str, Any],
+    results: list[CheckResult],
+    now: datetime,
+    *,
+    dry_run: bool,
+) -> AlertReport:
+    """Decide what to text, queue it per recipient, send it; update `state` in place."""
+    policy = Policy(Status[config.alert_level], config.alert_after, config.remind_every_minutes)
+    previous = alert_state_from_json(state.get("alerts"))
+    alert_state, notifications = decide(previous, results, now, policy)
+    state["alerts"] = alert_state_to_json(alert_state)
+    decisions = tuple(
+        (
+            r.name,
+            explain(alert_state, r, notifications, now, policy),
+        )
+        for r in results
+        if r.status is not Status.OK or any(n.check == r.name for n in notifications)
+    )
+    if not config.sms_configured:
+        state.pop("outbox", None)
+        return AlertReport(decisions, (), "SMS not configured", ())
+
+    outbox = enqueue(load_outbox(state.get("outbox"), config.alert_to), notifications)
+    bodies = render_for(config.node_name, outbox, now)
+    if dry_run:
+        would = tuple(Outcome(r, "would send", body, "dry run") for r, body in bodies.items())
+        return AlertReport(decisions, would, "dry run: nothing sent", ())
+    outcomes, codes = deliver(bodies, twilio_settings(config)) if bodies else ([], {})
+    failures = state.get("delivery_failures")
+    outbox, failures = apply_outcomes(
+        outbox, outcomes, failures if isinstance(failures, dict) else {}, now, codes
+    )
+    state["outbox"] = outbox_to_json(outbox)
+    state["delivery_failures"] = failures
+    notes = tuple(
+        f"SMS to {o.recipient} {_UNSENT[o.result]}: {o.detail}"
+        for o in outcomes
+        if o.result != "sent"
+    )
+    sent = sum(1 for o in outcomes if o.result == "sent")
+    summary = f"SMS sent to {sent} of {len(outcomes)}" if outcomes else "no SMS due"
+    return AlertReport(decisions, tuple(outcomes), summary, notes)
+
+
+def ping_heartbeat(url: str, results: list[CheckResult]) -> list[str]:
+    from check_status.notify.heartbeat import ping
+
+    status = worst(r.status for r in results)
+    try:
+        ping(url, status, f"check-status {status.name}")
+    except NotifyError as error:
+        return [error.reason]
+    return []

@@ -1,0 +1,380 @@
+"""CORE: which runs text whom. One pure function, `decide`.
+
+    decide(previous alert state, this run's results, now, policy)
+        -> (next alert state, notifications)
+
+Every rule about paging lives here, in one page:
+
+- a check becomes an incident after ALERT_AFTER consecutive runs at or above
+  ALERT_LEVEL, and that run texts it (PROBLEM);
+- within an incident, a move up (WARNING to CRITICAL) texts once more
+  (ESCALATION); a move down does not;
+- while it lasts, a REMINDER goes out every REMIND_EVERY_MINUTES;
+- it closes after ALERT_AFTER consecutive OK runs, with a RECOVERY, but only
+  if somebody was told about it. A check flapping OK/CRITICAL every other run
+  thus keeps one incident open instead of texting every other minute;
+- a result caused by another failing check (head_block UNKNOWN while nodeos is
+  unreachable) is no evidence either way: it neither opens nor closes anything;
+- a silenced check is tracked but not texted; when the silence ends and the
+  problem is still there, one SILENCE_ENDED text says so.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from check_status.model import CheckResult, Status, format_time, parse_time
+
+
+class Kind(enum.StrEnum):
+    PROBLEM = "PROBLEM"
+    ESCALATION = "ESCALATION"
+    REMINDER = "REMINDER"
+    RECOVERY = "RECOVERY"
+    SILENCE_ENDED = "SILENCE_ENDED"
+
+
+@dataclass(frozen=True)
+class Policy:
+    alert_level: Status = Status.WARNING
+    alert_after: int = 2
+    remind_every_minutes: int = 60
+
+
+@dataclass(frozen=True)
+class Notification:
+    kind: Kind
+    check: str
+    status: Status
+    summary: str
+    since: datetime  # when the problem began: reminders and recoveries say how long it lasted
+    at: datetime  # when this notification was decided
+    ended: datetime | None = None  # for a RECOVERY: the first OK run
+
+    @property
+    def lasted_seconds(self) -> float:
+        return ((self.ended or self.at) - self.since).total_seconds()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "check": self.check,
+            "status": self.status.name,
+            "summary": self.summary,
+            "since": format_time(self.since),
+            "at": format_time(self.at),
+            "ended": format_time(self.ended) if self.ended else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Notification:
+        return cls(
+            Kind(data["kind"]),
+            str(data["check"]),
+            Status[data["status"]],
+            str(data["summary"]),
+            parse_time(data["since"]),
+            parse_time(data["at"]),
+            parse_time(data["ended"]) if data.get("ended") else None,
+        )
+
+
+@dataclass(frozen=True)
+class Silence:
+    checks: tuple[str, ...]  # empty: the whole node
+    until: datetime
+    reason: str
+    created_at: datetime
+
+    def covers(self, check: str, now: datetime) -> bool:
+        if now >= self.until:
+            return False
+        return not self.checks or any(
+            fnmatch.fnmatchcase(check, pattern) for pattern in self.checks
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "checks": list(self.checks),
+            "until": format_time(self.until),
+            "reason": self.reason,
+            "created_at": format_time(self.created_at),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Silence:
+        return cls(
+            tuple(str(c) for c in data.get("checks", [])),
+            parse_time(data["until"]),
+            str(data.get("reason", "")),
+            parse_time(data["created_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class Incident:
+    opened_at: datetime  # when the first failing run was seen
+    notified_status: Status | None  # the highest status texted; None: nobody was told yet
+    last_notified_at: datetime | None
+    summary: str
+    silenced: bool = False  # opened or kept during a silence: SILENCE_ENDED is due when it ends
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """What the rules remember of one check between runs."""
+
+    problem_runs: int = 0  # consecutive runs at or above ALERT_LEVEL
+    ok_runs: int = 0  # consecutive OK runs
+    problem_since: datetime | None = None
+    ok_since: datetime | None = None  # the first of the current OK runs
+    incident: Incident | None = None
+
+
+@dataclass(frozen=True)
+class AlertState:
+    checks: dict[str, CheckRecord] = field(default_factory=dict)
+    silences: tuple[Silence, ...] = ()
+
+
+def decide(
+    previous: AlertState, results: Iterable[CheckResult], now: datetime, policy: Policy
+) -> tuple[AlertState, list[Notification]]:
+    silences = tuple(s for s in previous.silences if now < s.until)
+    notifications: list[Notification] = []
+    records: dict[str, CheckRecord] = {}
+    for result in results:
+        before = previous.checks.get(result.name, CheckRecord())
+        silenced = any(s.covers(result.name, now) for s in silences)
+        record, notification = _decide_one(before, result, now, policy, silenced)
+        records[result.name] = record
+        if notification is not None:
+            notifications.append(notification)
+    # A check no longer run (an endpoint removed from ENDPOINTS) is forgotten quietly.
+    return AlertState(records, silences), notifications
+
+
+def _is_problem(result: CheckResult, policy: Policy) -> bool:
+    return result.caused_by is None and result.status.severity >= policy.alert_level.severity
+
+
+def _decide_one(
+    record: CheckRecord, result: CheckResult, now: datetime, policy: Policy, silenced: bool
+) -> tuple[CheckRecord, Notification | None]:
+    if result.caused_by is not None:
+        return record, None  # a consequence is no evidence either way
+
+    if _is_problem(result, policy):
+        record = replace(
+            record,
+            problem_runs=record.problem_runs + 1,
+            ok_runs=0,
+            ok_since=None,
+            problem_since=record.problem_since or now,
+        )
+    elif result.status is Status.OK:
+        record = replace(
+            record, ok_runs=record.ok_runs + 1, problem_runs=0, ok_since=record.ok_since or now
+        )
+        if record.incident is None:
+            record = replace(record, problem_since=None)
+    else:
+        # Below ALERT_LEVEL but not OK (a WARNING when only CRITICAL pages):
+        # it neither builds towards a new incident nor counts towards recovery.
+        record = replace(record, problem_runs=0, ok_runs=0, ok_since=None)
+        if record.incident is None:
+            record = replace(record, problem_since=None)
+
+    incident = record.incident
+    since = record.problem_since or now
+
+    def notify(kind: Kind) -> Notification:
+        return Notification(kind, result.name, result.status, result.summary, since, now)
+
+    # --- no incident yet: does this run open one? ---
+    if incident is None:
+        if record.problem_runs < policy.alert_after:
+            return record, None
+        if silenced:
+            opened = Incident(since, None, None, result.summary, silenced=True)
+            return replace(record, incident=opened), None
+        opened = Incident(since, result.status, now, result.summary)
+        return replace(record, incident=opened), notify(Kind.PROBLEM)
+
+    # --- an incident is open ---
+    if record.ok_runs >= policy.alert_after:
+        closed = replace(record, incident=None, problem_since=None)
+        # ok_since stays: it is when the problem ended, for the recovery text.
+        if silenced:
+            # Told or not, no SMS during a silence; keep the incident until it
+            # ends so a recovery of a problem somebody was told about still goes out.
+            if incident.notified_status is None:
+                return closed, None
+            return replace(record, incident=replace(incident, silenced=True)), None
+        if incident.notified_status is None:
+            return closed, None  # never a recovery for a problem nobody was told about
+        return closed, replace(notify(Kind.RECOVERY), ended=record.ok_since)
+
+    still_a_problem = _is_problem(result, policy)
+    if silenced:
+        return replace(
+            record, incident=replace(incident, silenced=True, summary=result.summary)
+        ), None
+
+    if incident.silenced:
+        # The silence is over.
+        incident = replace(incident, silenced=False)
+        if still_a_problem:
+            told = replace(
+                incident, notified_status=_higher(incident.notified_status, result.status)
+            )
+            told = replace(told, last_notified_at=now, summary=result.summary)
+            return replace(record, incident=told), notify(Kind.SILENCE_ENDED)
+        record = replace(record, incident=incident)
+
+    if not still_a_problem or incident.notified_status is None:
+        return record, None
+
+    if result.status.severity > incident.notified_status.severity:
+        raised = replace(
+            incident, notified_status=result.status, last_notified_at=now, summary=result.summary
+        )
+        return replace(record, incident=raised), notify(Kind.ESCALATION)
+
+    if policy.remind_every_minutes and incident.last_notified_at is not None:
+        due = incident.last_notified_at + timedelta(minutes=policy.remind_every_minutes)
+        # A clock that went back would make `due` unreachable for an hour; a
+        # reminder timer measured from a future time is reset instead.
+        if now < incident.last_notified_at:
+            incident = replace(incident, last_notified_at=now)
+        elif now >= due:
+            reminded = replace(incident, last_notified_at=now, summary=result.summary)
+            return replace(record, incident=reminded), notify(Kind.REMINDER)
+    return replace(record, incident=replace(incident, summary=result.summary)), None
+
+
+def explain(
+    state: AlertState,
+    result: CheckResult,
+    notifications: list[Notification],
+    now: datetime,
+    policy: Policy,
+) -> str:
+    """What the rules did with one check this run, and why, in words."""
+    record = state.checks.get(result.name)
+    sent = [n for n in notifications if n.check == result.name]
+    if sent:
+        return f"texted ({sent[0].kind.value.lower().replace('_', ' ')})"
+    if result.caused_by is not None:
+        return f"not texted: consequence of {result.caused_by}"
+    if result.status.severity < policy.alert_level.severity:
+        return f"not texted: below ALERT_LEVEL={policy.alert_level.name}"
+    silence = next((s for s in state.silences if s.covers(result.name, now)), None)
+    if silence is not None:
+        return f"silenced until {format_time(silence.until)} ({silence.reason})"
+    if record is None or record.incident is None:
+        runs = record.problem_runs if record else 0
+        return f"not texted yet: {runs} of {policy.alert_after} failing runs"
+    incident = record.incident
+    if incident.last_notified_at is None:
+        return "not texted"
+    told = f"texted at {format_time(incident.last_notified_at)}"
+    if not policy.remind_every_minutes:
+        return f"{told}; reminders off"
+    due = incident.last_notified_at + timedelta(minutes=policy.remind_every_minutes)
+    return f"{told}; next reminder at {format_time(due)}"
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_SILENCE_SECONDS = 30 * 86400
+
+
+def parse_duration(text: str) -> int:
+    """`45s`, `30m`, `2h`, `1d`, or combined: `1h30m`. Seconds, at most 30 days."""
+    cleaned = text.strip().lower()
+    parts = re.findall(r"(\d+)\s*([smhd])", cleaned)
+    if not parts or re.sub(r"\d+\s*[smhd]", "", cleaned).strip():
+        raise ValueError(f"{text!r} is not a duration: use forms such as 45s, 30m, 2h, 1d")
+    seconds = sum(int(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    if not 0 < seconds <= MAX_SILENCE_SECONDS:
+        raise ValueError(f"{text!r}: a silence lasts from 1s to 30d")
+    return seconds
+
+
+def _higher(a: Status | None, b: Status) -> Status:
+    return b if a is None or b.severity > a.severity else a
+
+
+# --- the state file's "alerts" section ---------------------------------------
+
+
+def alert_state_to_json(state: AlertState) -> dict[str, Any]:
+    checks: dict[str, Any] = {}
+    for name, record in state.checks.items():
+        item = asdict(record)
+        item["problem_since"] = format_time(record.problem_since) if record.problem_since else None
+        item["ok_since"] = format_time(record.ok_since) if record.ok_since else None
+        if record.incident is not None:
+            incident = record.incident
+            item["incident"] = {
+                "opened_at": format_time(incident.opened_at),
+                "notified_status": incident.notified_status.name
+                if incident.notified_status
+                else None,
+                "last_notified_at": format_time(incident.last_notified_at)
+                if incident.last_notified_at
+                else None,
+                "summary": incident.summary,
+                "silenced": incident.silenced,
+            }
+        checks[name] = item
+    return {"checks": checks, "silences": [s.to_json() for s in state.silences]}
+
+
+def alert_state_from_json(data: Any) -> AlertState:
+    """Read the section back; a damaged entry is dropped, not fatal."""
+    if not isinstance(data, dict):
+        return AlertState()
+    checks: dict[str, CheckRecord] = {}
+    for name, item in (data.get("checks") or {}).items():
+        try:
+            checks[str(name)] = _record_from_json(item)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    silences = []
+    for item in data.get("silences") or []:
+        try:
+            silences.append(Silence.from_json(item))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return AlertState(checks, tuple(silences))
+
+
+def _record_from_json(item: dict[str, Any]) -> CheckRecord:
+    incident = None
+    raw = item.get("incident")
+    if raw:
+        incident = Incident(
+            opened_at=parse_time(raw["opened_at"]),
+            notified_status=Status[raw["notified_status"]] if raw.get("notified_status") else None,
+            last_notified_at=parse_time(raw["last_notified_at"])
+            if raw.get("last_notified_at")
+            else None,
+            summary=str(raw.get("summary", "")),
+            silenced=bool(raw.get("silenced", False)),
+        )
+    since = item.get("problem_since")
+    ok_since = item.get("ok_since")
+    return CheckRecord(
+        problem_runs=max(0, int(item.get("problem_runs", 0))),
+        ok_runs=max(0, int(item.get("ok_runs", 0))),
+        problem_since=parse_time(since) if since else None,
+        ok_since=parse_time(ok_since) if ok_since else None,
+        incident=incident,
+    )

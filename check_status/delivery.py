@@ -1,0 +1,152 @@
+"""The outbox: notifications waiting for each recipient, and their delivery.
+
+Nothing is marked sent until Twilio has accepted it, and each recipient has
+their own queue. So:
+- a notification that could not be sent (Twilio down, a timeout, a 500) stays
+  queued and goes out with the next run's SMS;
+- everything queued for a recipient goes out as ONE SMS per run;
+- a recipient who got the message is never texted again because another
+  recipient failed;
+- a permanent failure (an invalid number, STOP) empties that recipient's queue
+  and is recorded, instead of being retried forever.
+
+`enqueue` and `apply_outcomes` are pure; `deliver` is the shell that talks to Twilio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from check_status.alerting.rules import Kind, Notification
+from check_status.alerting.sms import render_sms
+from check_status.config import Config
+from check_status.model import format_time
+from check_status.notify import NotifyError
+from check_status.notify.twilio_sms import TwilioSettings
+
+# A recipient unreachable for days must not grow the state file without end;
+# the newest notifications are the ones worth keeping.
+MAX_QUEUED_PER_RECIPIENT = 30
+
+
+@dataclass(frozen=True)
+class Outcome:
+    recipient: str
+    result: str  # "sent", "pending" or "failed"
+    body: str
+    detail: str  # the message SID, or why it was not sent
+
+
+def load_outbox(data: Any, recipients: Sequence[str]) -> dict[str, list[Notification]]:
+    """Queued notifications per recipient. A number no longer in ALERT_TO is dropped."""
+    outbox: dict[str, list[Notification]] = {r: [] for r in recipients}
+    if not isinstance(data, dict):
+        return outbox
+    for recipient, items in data.items():
+        if recipient not in outbox or not isinstance(items, list):
+            continue
+        for item in items:
+            try:
+                outbox[recipient].append(Notification.from_json(item))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return outbox
+
+
+def outbox_to_json(outbox: dict[str, list[Notification]]) -> dict[str, Any]:
+    return {r: [n.to_json() for n in notes] for r, notes in outbox.items() if notes}
+
+
+def enqueue(
+    outbox: dict[str, list[Notification]], notifications: Sequence[Notification]
+) -> dict[str, list[Notification]]:
+    queued: dict[str, list[Notification]] = {}
+    for recipient, notes in outbox.items():
+        merged = _supersede([*notes, *notifications])
+        queued[recipient] = merged[-MAX_QUEUED_PER_RECIPIENT:]
+    return queued
+
+
+def _supersede(notes: list[Notification]) -> list[Notification]:
+    """Keep only the newest reminder per check: an old "still broken" says nothing new."""
+    newest_reminder = {n.check: i for i, n in enumerate(notes) if n.kind is Kind.REMINDER}
+    return [
+        n
+        for i, n in enumerate(notes)
+        if n.kind is not Kind.REMINDER or newest_reminder[n.check] == i
+    ]
+
+
+def render_for(node: str, outbox: dict[str, list[Notification]], now: datetime) -> dict[str, str]:
+    """The one SMS body each recipient with something queued gets this run."""
+    return {r: render_sms(node, notes, now) for r, notes in outbox.items() if notes}
+
+
+def apply_outcomes(
+    outbox: dict[str, list[Notification]],
+    outcomes: Sequence[Outcome],
+    failures: dict[str, Any],
+    now: datetime,
+    codes: dict[str, int | None],
+) -> tuple[dict[str, list[Notification]], dict[str, Any]]:
+    """After a delivery attempt: sent and permanently failed queues are emptied."""
+    outbox = dict(outbox)
+    failures = dict(failures)
+    for outcome in outcomes:
+        if outcome.result in ("sent", "failed"):
+            outbox[outcome.recipient] = []
+        if outcome.result == "failed":
+            failures[outcome.recipient] = {
+                "code": codes.get(outcome.recipient),
+                "reason": outcome.detail,
+                "at": format_time(now),
+            }
+        elif outcome.result == "sent":
+            failures.pop(outcome.recipient, None)
+    return outbox, failures
+
+
+def twilio_settings(config: Config) -> TwilioSettings:
+    assert config.twilio_account_sid and config.twilio_auth_token
+    return TwilioSettings(
+        account_sid=config.twilio_account_sid,
+        auth_token=config.twilio_auth_token,
+        sender_number=config.twilio_from,
+        messaging_service_sid=config.twilio_messaging_service_sid,
+        api_base_url=config.twilio_api_base_url,
+    )
+
+
+def deliver(
+    bodies: dict[str, str], settings: TwilioSettings
+) -> tuple[list[Outcome], dict[str, int | None]]:
+    """Send each body to its recipient, concurrently, each bounded by the Twilio timeout."""
+    from check_status.concurrency import run_concurrently
+    from check_status.notify.twilio_sms import make_client, send_sms
+
+    def send(recipient: str, body: str) -> Outcome | NotifyError:
+        try:
+            client = make_client(settings)
+            return Outcome(recipient, "sent", body, send_sms(client, settings, recipient, body))
+        except NotifyError as error:
+            return error
+
+    tasks = {r: (lambda r=r, b=b: send(r, b)) for r, b in bodies.items()}
+    answers = run_concurrently(tasks, settings.timeout + 1)
+    outcomes: list[Outcome] = []
+    codes: dict[str, int | None] = {}
+    for recipient, answer in answers.items():
+        if isinstance(answer, Outcome):
+            outcomes.append(answer)
+        elif isinstance(answer, NotifyError):
+            result = "failed" if answer.permanent else "pending"
+            outcomes.append(Outcome(recipient, result, bodies[recipient], answer.reason))
+            codes[recipient] = answer.code
+        else:  # the run's deadline passed first: still queued, retried next run
+            outcomes.append(
+                Outcome(recipient, "pending", bodies[recipient], "no answer from Twilio in time")
+            )
+    return outcomes, codes

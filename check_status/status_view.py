@@ -1,0 +1,115 @@
+"""What `check-status status` shows, built from the state file alone (no probing).
+
+The same document is served by `check-status serve` at /status, so a peer can
+see whether this node's checker is still running. It never holds a secret:
+phone numbers of recipients are shown, tokens never are.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from check_status.alerting.rules import alert_state_from_json
+from check_status.config import Config
+from check_status.model import format_time, human_duration, parse_time
+
+
+def build(state: dict[str, Any], config: Config, now: datetime) -> dict[str, Any]:
+    alerts = alert_state_from_json(state.get("alerts"))
+    last_run = state.get("last_run") if isinstance(state.get("last_run"), dict) else None
+    age = None
+    if last_run:
+        try:
+            age = (now - parse_time(str(last_run["at"]))).total_seconds()
+        except (KeyError, ValueError):
+            age = None
+    incidents = []
+    for name, record in sorted(alerts.checks.items()):
+        incident = record.incident
+        if incident is None:
+            continue
+        incidents.append(
+            {
+                "check": name,
+                "since": format_time(incident.opened_at),
+                "summary": incident.summary,
+                "texted_status": incident.notified_status.name
+                if incident.notified_status
+                else None,
+                "last_texted_at": format_time(incident.last_notified_at)
+                if incident.last_notified_at
+                else None,
+                "silenced": incident.silenced,
+            }
+        )
+    checks = state.get("checks") if isinstance(state.get("checks"), dict) else {}
+    outbox = state.get("outbox") if isinstance(state.get("outbox"), dict) else {}
+    failures = (
+        state.get("delivery_failures") if isinstance(state.get("delivery_failures"), dict) else {}
+    )
+    return {
+        "node": config.node_name,
+        "time": format_time(now),
+        "last_run": {
+            "at": last_run.get("at") if last_run else None,
+            "status": last_run.get("status") if last_run else None,
+            "age_seconds": round(age) if age is not None else None,
+        },
+        "checks": {
+            name: {
+                "status": item.get("status"),
+                "since": item.get("since"),
+                "summary": item.get("summary"),
+            }
+            for name, item in sorted(checks.items())
+            if isinstance(item, dict)
+        },
+        "incidents": incidents,
+        "pending_sms": {
+            recipient: {"queued": len(items), "oldest": items[0].get("at") if items else None}
+            for recipient, items in outbox.items()
+            if isinstance(items, list) and items
+        },
+        "delivery_failures": failures,
+        "silences": [s.to_json() for s in alerts.silences if now < s.until],
+        "sms": "configured" if config.sms_configured else "SMS not configured",
+    }
+
+
+def render(view: dict[str, Any]) -> str:
+    lines = []
+    last = view["last_run"]
+    if last["at"]:
+        ago = human_duration(last["age_seconds"]) if last["age_seconds"] is not None else "?"
+        lines.append(f"{view['node']}: last run {last['at']} ({last['status']}), {ago} ago")
+    else:
+        lines.append(f"{view['node']}: no run recorded yet")
+    lines.append(view.get("problem") or view["sms"])
+    lines.append("")
+    lines.append("open incidents:" if view["incidents"] else "open incidents: none")
+    for item in view["incidents"]:
+        told = (
+            f"texted {item['texted_status']} at {item['last_texted_at']}"
+            if item["last_texted_at"]
+            else "not texted"
+        )
+        silenced = ", silenced" if item["silenced"] else ""
+        lines.append(
+            f"  {item['check']} since {item['since']}: {item['summary']} ({told}{silenced})"
+        )
+    if view["pending_sms"]:
+        lines.append("pending SMS (retried every run):")
+        for recipient, item in view["pending_sms"].items():
+            lines.append(
+                f"  {recipient}: {item['queued']} notification(s) queued since {item['oldest']}"
+            )
+    if view["delivery_failures"]:
+        lines.append("permanent delivery failures (fix ALERT_TO):")
+        for recipient, item in view["delivery_failures"].items():
+            lines.append(f"  {recipient}: {item.get('reason')} at {item.get('at')}")
+    lines.append("silences:" if view["silences"] else "silences: none")
+    for silence in view["silences"]:
+        what = ", ".join(silence["checks"]) or "whole node"
+        lines.append(f"  {what} until {silence['until']}: {silence['reason']}")
+    return "\n".join(lines)

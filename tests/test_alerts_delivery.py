@@ -1,0 +1,301 @@
+"""SMS delivery through the real twilio client to a Twilio stand-in on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.standins import TwilioStandIn, free_port
+
+SID = "AC" + "0123456789abcdef" * 2
+TOKEN = "f00dfeedf00dfeedf00dfeedf00dfeed"
+GOOD = "+14155550101"
+BAD = "+15005550001"
+SENDER = "+15005550006"
+
+
+@pytest.fixture
+def twilio():
+    with TwilioStandIn(auth_token=TOKEN) as standin:
+        yield standin
+
+
+@pytest.fixture
+def alert_env(write_env, twilio):
+    """An env file for a node whose nodeos is down, texting two operators."""
+
+    def write(**extra):
+        settings = {
+            "NODEOS_URL": f"http://127.0.0.1:{free_port()}",
+            "TWILIO_ACCOUNT_SID": SID,
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "TWILIO_FROM": SENDER,
+            "ALERT_TO": f"{GOOD},+14155550102",
+            "ALERT_AFTER": "1",
+            "TWILIO_API_BASE_URL": twilio.url,
+        }
+        settings.update(extra)
+        return write_env(**settings)
+
+    return write
+
+
+def run(cli, env_file, *extra):
+    result = cli("--env-file", str(env_file), "--json", *extra)
+    return result.exit_code, json.loads(result.output)
+
+
+def test_a_problem_is_texted_once_to_every_operator(cli, alert_env, twilio, state_file):
+    env_file = alert_env()
+    code, report = run(cli, env_file)
+    assert code == 2
+    messages = twilio.wait_for_messages(2)
+    assert sorted(m["to"] for m in messages) == [GOOD, "+14155550102"]
+    for message in messages:
+        assert message["body"].startswith("[eu2] CRITICAL nodeos: connection refused (127.0.0.1:")
+        assert message["from"] == SENDER and message["auth_ok"]
+    assert {d["result"] for d in report["alerts"]["deliveries"]} == {"sent"}
+    assert report["alerts"]["sms"] == "SMS sent to 2 of 2"
+    # The next minute: same problem, nobody is texted again.
+    code, report = run(cli, env_file)
+    assert len(twilio.messages) == 2
+    decisions = {d["check"]: d["decision"] for d in report["alerts"]["decisions"]}
+    assert decisions["nodeos"].startswith("texted at ")
+    assert decisions["head_block"] == "not texted: consequence of nodeos"
+    assert (
+        "outbox" not in json.loads(state_file.read_text())
+        or not json.loads(state_file.read_text())["outbox"]
+    )
+
+
+def test_one_invalid_number_does_not_stop_the_other(cli, alert_env, twilio):
+    twilio.invalid_numbers = {BAD}
+    env_file = alert_env(ALERT_TO=f"{BAD},{GOOD}")
+    _code, report = run(cli, env_file)
+    assert [m["to"] for m in twilio.wait_for_messages(1)] == [GOOD]
+    results = {d["to"]: (d["result"], d["detail"]) for d in report["alerts"]["deliveries"]}
+    assert results[BAD] == ("failed", "Twilio 21211: invalid 'To' number")
+    assert results[GOOD][0] == "sent"
+    assert f"SMS to {BAD} failed for good: Twilio 21211" in " ".join(report["notes"])
+    attempts_to_bad = sum(1 for a in twilio.attempts if a["to"] == BAD)
+    for _ in range(3):  # not retried forever: the next runs leave it alone
+        run(cli, env_file)
+    assert sum(1 for a in twilio.attempts if a["to"] == BAD) == attempts_to_bad == 1
+    status = cli("--env-file", str(env_file), "status")
+    assert f"{BAD}: Twilio 21211: invalid 'To' number" in status.output
+
+
+@pytest.mark.parametrize("mode", ["error500", "error429", "html"])
+def test_a_twilio_error_keeps_the_alert_for_the_next_run(cli, alert_env, twilio, state_file, mode):
+    twilio.mode = mode
+    env_file = alert_env()
+    _code, report = run(cli, env_file)
+    assert twilio.messages == []
+    assert {d["result"] for d in report["alerts"]["deliveries"]} == {"pending"}
+    assert "not sent, will retry" in " ".join(report["notes"])
+    assert set(json.loads(state_file.read_text())["outbox"]) == {GOOD, "+14155550102"}
+    twilio.mode = "ok"
+    run(cli, env_file)
+    messages = twilio.wait_for_messages(2)
+    assert len(messages) == 2
+    assert all(m["body"].startswith("[eu2] CRITICAL nodeos:") for m in messages)
+    run(cli, env_file)
+    assert len(twilio.messages) == 2  # accepted once, never sent again
+
+
+def test_twilio_unreachable_is_named_and_retried(cli, alert_env):
+    env_file = alert_env(TWILIO_API_BASE_URL=f"http://127.0.0.1:{free_port()}")
+    code, report = run(cli, env_file)
+    details = {d["detail"] for d in report["alerts"]["deliveries"]}
+    assert details == {"Twilio unreachable: connection refused"}
+    assert code == 2
+
+
+def test_twilio_slower_than_the_timeout(cli, alert_env, twilio, state_file):
+    twilio.mode = "slow"
+    twilio.delay_seconds = 30
+    started = time.monotonic()
+    _code, report = run(cli, alert_env())
+    elapsed = time.monotonic() - started
+    assert elapsed < 13  # the 10 s Twilio timeout, plus the probe phase
+    assert {d["result"] for d in report["alerts"]["deliveries"]} == {"pending"}
+    assert set(json.loads(state_file.read_text())["outbox"]) == {GOOD, "+14155550102"}
+
+
+def test_bad_credentials_are_a_configuration_problem_and_stay_secret(
+    cli, alert_env, twilio, state_file
+):
+    wrong = "0123456789abcdef0123456789abcdef"
+    env_file = alert_env(TWILIO_AUTH_TOKEN=wrong)
+    result = cli("--env-file", str(env_file), "-v")
+    assert (
+        "Twilio 20003: authentication failed; check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+        in result.output
+    )
+    assert wrong not in result.output
+    assert wrong not in state_file.read_text()
+    assert twilio.messages == []
+
+
+def test_the_token_never_appears_anywhere(cli, alert_env, twilio, state_file, tmp_path):
+    twilio.invalid_numbers = {BAD}
+    env_file = alert_env(ALERT_TO=f"{BAD},{GOOD}")
+    outputs = [
+        cli("--env-file", str(env_file), *args).output
+        for args in ([], ["-v"], ["--json"], ["status"])
+    ]
+    outputs.append(cli("--env-file", str(env_file), "status", "--json").output)
+    outputs.append(cli("--env-file", str(env_file), "run", "--dry-run").output)
+    for text in [*outputs, state_file.read_text()]:
+        assert TOKEN not in text
+
+
+def test_dry_run_sends_nothing_and_changes_nothing(cli, alert_env, twilio, state_file):
+    env_file = alert_env()
+    result = cli("--env-file", str(env_file), "run", "--dry-run")
+    assert (
+        "SMS would send to +14155550101: '[eu2] CRITICAL nodeos: connection refused"
+        in result.output
+    )
+    assert not state_file.exists()
+    run(cli, env_file, "run")  # a real run: now texted and saved
+    before = state_file.read_bytes()
+    cli("--env-file", str(env_file), "run", "--dry-run")
+    assert state_file.read_bytes() == before
+    assert len(twilio.messages) == 2
+
+
+def test_not_configured_says_so(cli, write_env):
+    result = cli("--env-file", str(write_env(NODEOS_URL=f"http://127.0.0.1:{free_port()}")), "-v")
+    assert "SMS not configured" in result.output
+    assert result.exit_code == 2
+
+
+def test_messaging_service_sender(cli, alert_env, twilio):
+    service = "MG" + "ab" * 16
+    run(cli, alert_env(TWILIO_FROM="", TWILIO_MESSAGING_SERVICE_SID=service))
+    messages = twilio.wait_for_messages(2)
+    assert {m["messaging_service_sid"] for m in messages} == {service}
+
+
+def test_silence_stops_texts_and_its_end_texts_once(cli, alert_env, twilio, state_file):
+    env_file = alert_env()
+    silenced = cli(
+        "--env-file", str(env_file), "silence", "--for", "1h", "--reason", "replay after bad_alloc"
+    )
+    assert silenced.exit_code == 0
+    assert "silenced all checks on eu2 until" in silenced.output
+    _code, report = run(cli, env_file)
+    assert twilio.messages == []
+    decisions = {d["check"]: d["decision"] for d in report["alerts"]["decisions"]}
+    assert (
+        decisions["nodeos"].startswith("silenced until ")
+        and "replay after bad_alloc" in decisions["nodeos"]
+    )
+    status = cli("--env-file", str(env_file), "status").output
+    assert "whole node until" in status and "replay after bad_alloc" in status
+    assert cli("--env-file", str(env_file), "unsilence").output.startswith("ended 1 silence(s)")
+    run(cli, env_file)
+    messages = twilio.wait_for_messages(2)
+    assert len(messages) == 2
+    assert all("(silence over)" in m["body"] for m in messages)
+
+
+def test_silence_rejects_a_bad_duration_with_exit_3(tmp_path):
+    env = dict(os.environ, STATE_FILE=str(tmp_path / "s.json"))
+    done = subprocess.run(
+        [sys.executable, "-m", "check_status", "silence", "--for", "soon", "--reason", "x"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 3
+    assert done.stdout.strip().splitlines() == [
+        "CHECK-STATUS UNKNOWN - usage: Invalid value for --for: 'soon' is not a duration: "
+        "use forms such as 45s, 30m, 2h, 1d (see check-status --help)"
+    ]
+
+
+class _PingRecorder(BaseHTTPRequestHandler):
+    paths: list[str]
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.paths.append(self.path)  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def ping_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PingRecorder)
+    server.paths = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def test_heartbeat_pings_and_fails(cli, nodeos, write_env, ping_server):
+    url = f"http://127.0.0.1:{ping_server.server_port}/ping/5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278"
+    assert (
+        cli("--env-file", str(write_env(NODEOS_URL=nodeos.url, HEARTBEAT_URL=url))).exit_code == 0
+    )
+    down = write_env(NODEOS_URL=f"http://127.0.0.1:{free_port()}", HEARTBEAT_URL=url)
+    assert cli("--env-file", str(down)).exit_code == 2
+    assert ping_server.paths == [
+        "/ping/5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278",
+        "/ping/5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278/fail",
+    ]
+
+
+def test_a_failed_heartbeat_is_reported_but_not_fatal(cli, nodeos, write_env):
+    url = f"http://127.0.0.1:{free_port()}/ping/secret-uuid"
+    result = cli("--env-file", str(write_env(NODEOS_URL=nodeos.url, HEARTBEAT_URL=url)), "-v")
+    assert result.exit_code == 0
+    assert (
+        "note: heartbeat to 127.0.0.1:" in result.output and "connection refused" in result.output
+    )
+    assert "secret-uuid" not in result.output
+
+
+def test_a_run_that_texts_nobody_does_not_import_twilio(nodeos, write_env):
+    env = dict(os.environ, CHECK_STATUS_ENV_FILE=str(write_env(NODEOS_URL=nodeos.url)))
+    script = (
+        "import atexit, sys\n"
+        "loaded = lambda: any(m.startswith('twilio') for m in sys.modules)\n"
+        "atexit.register(lambda: print('twilio loaded:', loaded()))\n"
+        "from check_status.cli import entry\n"
+        "sys.argv = ['check-status']\n"
+        "entry()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.stdout.startswith("CHECK-STATUS OK")
+    assert done.stdout.strip().endswith("twilio loaded: False")
+
+
+def test_a_run_that_texts_does_import_twilio(alert_env):
+    """The counterpart, so the test above could fail."""
+    env = dict(os.environ, CHECK_STATUS_ENV_FILE=str(alert_env()))
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('twilio loaded:', 'twilio.rest' in sys.modules))\n"
+        "from check_status.cli import entry\n"
+        "sys.argv = ['check-status']\n"
+        "entry()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.stdout.strip().endswith("twilio loaded: True")
