@@ -73,7 +73,9 @@ def build(state: dict[str, Any], config: Config, now: datetime) -> dict[str, Any
         },
         "delivery_failures": failures,
         "silences": [s.to_json() for s in alerts.silences if now < s.until],
-        "sms": "configured" if config.sms_configured else "SMS not configured",
+        "sms": f"SMS to {len(config.alert_to)} operator(s), texting {config.alert_level} and above"
+        if config.sms_configured
+        else "SMS not configured",
     }
 
 
