@@ -126,10 +126,6 @@ def _with_block_num(block_id: Any, num: int) -> Any:
     return block_id
 
 
-def _parse_block_time(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
 # --------------------------------------------------------------------------------------
 # Shared server machinery
 # --------------------------------------------------------------------------------------
@@ -203,6 +199,7 @@ class _LoopbackHTTP:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._lifecycle = threading.Lock()
         self._stop_event = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -215,40 +212,47 @@ class _LoopbackHTTP:
 
     def start(self) -> _LoopbackHTTP:
         """Start serving. After stop(), start() again re-binds the same port if it can."""
-        if self._server is not None:
+        with self._lifecycle:
+            if self._server is not None:
+                return self
+            self._stop_event = threading.Event()
+            server = _Server(("127.0.0.1", self.port), self.handler_class)
+            server.standin = self
+            self._server = server
+            self.port = server.server_address[1]
+            self.url = f"http://127.0.0.1:{self.port}"
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"{type(self).__name__}:{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
             return self
-        self._stop_event = threading.Event()
-        server = _Server(("127.0.0.1", self.port), self.handler_class)
-        server.standin = self
-        self._server = server
-        self.port = server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"{type(self).__name__}:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
         """Stop serving, release every waiting handler and drop open connections."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stop_event.set()
-        server.shutdown()
-        server.server_close()
+        with self._lifecycle:
+            server, self._server = self._server, None
+            if server is None:
+                return
+            # Close the listener first, then release waiting handlers, so no client sees
+            # a disconnect while the port is still bound (a restart right after is safe).
+            server.shutdown()
+            server.server_close()
+            self._stop_event.set()
+            self._drop_connections()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+                self._thread = None
+
+    def _drop_connections(self) -> None:
         with self._lock:
             conns = list(self._conns)
             self._conns.clear()
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     @property
     def running(self) -> bool:
@@ -586,15 +590,21 @@ _RECIPIENT_ERRORS = {
 }
 
 
-def _twilio_error(code: int, message: str, status: int) -> bytes:
-    return json.dumps(
-        {
-            "code": code,
-            "message": message,
-            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+def _error_body(code: int, message: str, status: int, problem_json: bool = False) -> bytes:
+    """Twilio's legacy error JSON, or the RFC 9457 shape newer Twilio services send."""
+    more_info = f"https://www.twilio.com/docs/errors/{code}"
+    if problem_json:
+        payload: dict[str, Any] = {
+            "type": more_info,
+            "title": message,
             "status": status,
+            "code": code,
+            "detail": message,
+            "instance": None,
         }
-    ).encode()
+    else:
+        payload = {"code": code, "message": message, "more_info": more_info, "status": status}
+    return json.dumps(payload).encode()
 
 
 class _TwilioHandler(_Handler):
@@ -664,12 +674,16 @@ class _TwilioHandler(_Handler):
         cfg: dict,
     ) -> tuple[int, bytes, str]:
         mode = cfg["mode"]
+
+        def err(code: int, message: str, status: int) -> bytes:
+            return _error_body(code, message, status, cfg["problem_json"])
+
         if mode == "slow" and self._stopped().wait(cfg["delay_seconds"]):
-            return 503, _twilio_error(20503, "Service unavailable", 503), _JSON
+            return 503, err(20503, "Service unavailable", 503), _JSON
         if mode == "error500":
-            return 500, _twilio_error(20500, "Internal Server Error", 500), _JSON
+            return 500, err(20500, "Internal Server Error", 500), _JSON
         if mode == "error429":
-            return 429, _twilio_error(20429, "Too Many Requests", 429), _JSON
+            return 429, err(20429, "Too Many Requests", 429), _JSON
         if mode == "html":
             return 502, HTML_502, _HTML
         if mode not in TWILIO_MODES:
@@ -677,9 +691,9 @@ class _TwilioHandler(_Handler):
 
         if route is None:
             msg = f"The requested resource {urlsplit(self.path).path} was not found"
-            return 404, _twilio_error(20404, msg, 404), _JSON
+            return 404, err(20404, msg, 404), _JSON
         if not auth_ok:
-            return 401, _twilio_error(20003, "Authenticate", 401), _JSON
+            return 401, err(20003, "Authenticate", 401), _JSON
 
         if route == "account":
             payload = {
@@ -693,16 +707,16 @@ class _TwilioHandler(_Handler):
         assert record is not None
         to = record["to"]
         if not to:
-            return 400, _twilio_error(21604, "A 'To' phone number is required.", 400), _JSON
+            return 400, err(21604, "A 'To' phone number is required.", 400), _JSON
         if not record["from"] and not record["messaging_service_sid"]:
             msg = "A 'From' phone number is required."
-            return 400, _twilio_error(21603, msg, 400), _JSON
+            return 400, err(21603, msg, 400), _JSON
         if not record["body"]:
-            return 400, _twilio_error(21602, "Message body is required.", 400), _JSON
+            return 400, err(21602, "Message body is required.", 400), _JSON
         code = 21211 if to in cfg["invalid_numbers"] else cfg["recipient_errors"].get(to)
         if code is not None:
             template = _RECIPIENT_ERRORS.get(code, "Error {code} for {to}")
-            return 400, _twilio_error(code, template.format(to=to, code=code), 400), _JSON
+            return 400, err(code, template.format(to=to, code=code), 400), _JSON
 
         sid = "SM" + secrets.token_hex(16)
         payload = {
@@ -741,37 +755,44 @@ class TwilioStandIn(_LoopbackHTTP):
         from twilio.rest import Client
 
         client = Client(sid, token, http_client=TwilioHttpClient(timeout=2))
-        client.region = client.edge = None   # see the caveat below
-        client.api.base_url = standin.url    # "http://127.0.0.1:PORT", no trailing path
+        client.region = client.edge = None  # see "environment={}" below
+        client.api.base_url = standin.url  # "http://127.0.0.1:PORT", no path
         client.messages.create(to=..., from_=..., body=...)
-        client.api.v2010.accounts(sid).fetch()
+        client.api.v2010.accounts(sid).fetch()  # credential check, sends no SMS
 
-    ``client.api`` is created lazily and cached, so assigning ``base_url`` on it sticks:
-    ``Domain.absolute_url()`` reads ``self.base_url`` on every request, and both
-    ``client.messages`` and ``client.api.v2010.accounts(...)`` go through that same Domain.
-    It must be set before the first request only in the sense that it is read per request;
-    it can be changed at any time.
+    Why ``client.api.base_url`` works: ``client.api`` is created on first access and cached
+    on the client, and ``Domain.absolute_url()`` reads ``self.base_url`` on every request.
+    ``client.messages`` and ``client.api.v2010.accounts(...)`` both go through that one
+    Domain object, so the assignment redirects both, and it can be changed at any time.
+    Other domains (``client.messaging``, ``client.lookups``, ...) keep their real URLs.
 
-    Caveat: ``Client(..., environment={})`` does NOT isolate from ``os.environ``. The
-    constructor does ``environment = environment or os.environ`` and an empty dict is
-    falsy, so ``TWILIO_REGION``/``TWILIO_EDGE`` in the real environment are still read.
-    If either is set, ``get_hostname()`` rewrites the netloc, e.g. ``127.0.0.1:PORT`` with
-    TWILIO_REGION=au1 becomes ``127.au1.0.1:PORT``. Use ``client.region = client.edge =
-    None`` after construction, or pass a non-empty mapping such as
-    ``environment={"TWILIO_REGION": ""}``.
+    ``environment={}`` does NOT isolate the client from ``os.environ``: the constructor does
+    ``environment = environment or os.environ`` and an empty dict is falsy. So a real
+    ``TWILIO_REGION``/``TWILIO_EDGE`` is still read, and ``get_hostname()`` then rewrites
+    the netloc: ``127.0.0.1:PORT`` with TWILIO_REGION=au1 becomes ``127.au1.0.1:PORT``
+    (a DNS error). Set ``client.region = client.edge = None`` after construction, or pass a
+    non-empty mapping such as ``environment={"TWILIO_REGION": ""}``.
 
-    Recorded: ``requests`` (method, path) for every request; ``attempts`` one dict per
-    POST to Messages.json (keys to, from, messaging_service_sid, body, account_sid,
-    auth_ok, status); ``messages`` only the accepted (201) ones (same keys but ``sid``
-    instead of ``status``).
+    Recorded (under the lock): ``requests`` is (method, path) for every request;
+    ``attempts`` has one dict per POST to Messages.json with keys to, from,
+    messaging_service_sid, body, account_sid, auth_ok and status (the HTTP status sent);
+    ``messages`` holds only the accepted (201) ones, with ``sid`` instead of ``status``.
 
-    Settings: ``auth_token``; ``invalid_numbers`` (To -> 400/21211);
-    ``recipient_errors`` (To -> any Twilio code with status 400, e.g. 21610, 21614, 21408,
-    21608); ``mode`` "ok" | "error500" (500/20500) | "error429" (429/20429) | "html"
-    (502 HTML page) | "slow" (wait ``delay_seconds``, then answer normally; stop()
-    releases the wait). Modes apply to every route. Order of checks: mode, route (404
-    20404), Basic auth (user must equal the path's AccountSid, password ``auth_token``;
-    401/20003), then To/From/Body presence (21604/21603/21602) and recipient errors.
+    Settings:
+
+    - ``auth_token``: Basic auth must be (the path's AccountSid, auth_token), else 401/20003.
+    - ``invalid_numbers``: a To in this set gets 400/21211.
+    - ``recipient_errors``: To -> any Twilio code, sent with status 400 (21610, 21614, ...).
+    - ``mode``: "ok" | "error500" (500/20500) | "error429" (429/20429) | "html" (502 HTML
+      page; the client raises TwilioRestException with code == status == 502) | "slow"
+      (wait ``delay_seconds``, default 10, then answer normally; stop() ends the wait).
+      Modes apply to every route.
+    - ``problem_json``: True sends every error in the RFC 9457 shape
+      (type/title/status/code), which twilio >= 9.10 raises as ``TwilioServiceException``,
+      NOT a subclass of ``TwilioRestException`` (both derive from ``TwilioException``).
+
+    Order of checks: mode, route (404/20404), auth, then To/From/Body presence
+    (21604/21603/21602), then recipient errors, then 201.
     """
 
     handler_class = _TwilioHandler
@@ -783,6 +804,7 @@ class TwilioStandIn(_LoopbackHTTP):
         self.recipient_errors: dict[str, int] = {}
         self.mode: str = "ok"
         self.delay_seconds: float = 10.0
+        self.problem_json: bool = False
         self.messages: list[dict] = []
         self.attempts: list[dict] = []
         if settings:
@@ -804,6 +826,7 @@ class TwilioStandIn(_LoopbackHTTP):
                 "recipient_errors": dict(self.recipient_errors),
                 "mode": self.mode,
                 "delay_seconds": self.delay_seconds,
+                "problem_json": self.problem_json,
             }
 
     def wait_for_messages(self, count: int, timeout: float = 2.0) -> list[dict]:

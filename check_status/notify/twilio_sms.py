@@ -37,11 +37,16 @@ class TwilioSettings:
 
 
 def make_client(settings: TwilioSettings) -> Any:
+    import logging
+
     from twilio.http.http_client import TwilioHttpClient
     from twilio.rest import Client
 
     # The SDK's default HTTP timeout is None: a stalled Twilio would hang the run.
     http_client = TwilioHttpClient(timeout=settings.timeout)
+    # The SDK logs each request's headers at INFO, Basic auth included: keep it
+    # quiet even if a caller turns logging on.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
     client = Client(settings.account_sid, settings.auth_token, http_client=http_client)
     # Client(environment={}) still falls back to os.environ, where TWILIO_REGION
     # or TWILIO_EDGE would rewrite the host; clear them explicitly.
@@ -54,7 +59,7 @@ def make_client(settings: TwilioSettings) -> Any:
 def send_sms(client: Any, settings: TwilioSettings, to: str, body: str) -> str:
     """Send one SMS; return Twilio's message SID. Raises NotifyError."""
     import requests
-    from twilio.base.exceptions import TwilioException, TwilioRestException
+    from twilio.base.exceptions import TwilioException
 
     sender: dict[str, str] = (
         {"messaging_service_sid": settings.messaging_service_sid}
@@ -63,11 +68,12 @@ def send_sms(client: Any, settings: TwilioSettings, to: str, body: str) -> str:
     )
     try:
         message = client.messages.create(to=to, body=body, **sender)
-    except TwilioRestException as error:
-        raise classify_rest_error(error.status, error.code) from None
     except TwilioException as error:
-        # Includes TwilioServiceException (twilio >= 9.10), not a TwilioRestException.
-        raise NotifyError(f"Twilio error: {type(error).__name__}", permanent=False) from None
+        # TwilioRestException, and TwilioServiceException (twilio >= 9.10, RFC 9457
+        # errors), which is not a TwilioRestException: both carry .status and .code.
+        raise classify_rest_error(
+            getattr(error, "status", None), getattr(error, "code", None)
+        ) from None
     except requests.exceptions.Timeout:
         raise NotifyError(
             f"Twilio timed out after {settings.timeout:g}s", permanent=False
@@ -101,15 +107,15 @@ def classify_rest_error(status: int | None, code: int | None) -> NotifyError:
 def check_credentials(settings: TwilioSettings) -> str:
     """An authenticated read of the account, sending nothing. Returns its status."""
     import requests
-    from twilio.base.exceptions import TwilioException, TwilioRestException
+    from twilio.base.exceptions import TwilioException
 
     client = make_client(settings)
     try:
         account = client.api.v2010.accounts(settings.account_sid).fetch()
-    except TwilioRestException as error:
-        raise classify_rest_error(error.status, error.code) from None
     except TwilioException as error:
-        raise NotifyError(f"Twilio error: {type(error).__name__}", permanent=False) from None
+        raise classify_rest_error(
+            getattr(error, "status", None), getattr(error, "code", None)
+        ) from None
     except requests.exceptions.RequestException as error:
         from check_status.probes.http import describe_request_error
 
