@@ -89,6 +89,10 @@ def send_sms(client: Any, settings: TwilioSettings, to: str, body: str) -> str:
     return str(message.sid)
 
 
+def classify_twilio_error(error: Exception) -> NotifyError:
+    return classify_rest_error(getattr(error, "status", None), getattr(error, "code", None))
+
+
 def classify_rest_error(status: int | None, code: int | None) -> NotifyError:
     if code in PERMANENT_RECIPIENT_CODES:
         return NotifyError(
