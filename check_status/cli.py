@@ -267,6 +267,111 @@ def unsilence_command(
     click.echo(f"ended {removed[0]} silence(s); {len(alerts.silences)} left")
 
 
+@main.command("self-test")
+@click.option(
+    "--send-test-sms", is_flag=True, help="also text a clearly labelled test SMS to every ALERT_TO"
+)
+@click.option(
+    "--install-only",
+    is_flag=True,
+    help="only the installation items (what install.sh --check runs)",
+)
+@click.option(
+    "--expect-executable",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="the executable the cron entry must run (default: this installation's)",
+)
+@common_options
+@click.pass_context
+def self_test_command(
+    ctx: click.Context,
+    send_test_sms: bool,
+    install_only: bool,
+    expect_executable: str | None,
+    env_file: str | None = None,
+    verbose: bool = False,
+    as_json: bool = False,
+) -> None:
+    """Prove the alerting path works: config, nodeos, Twilio, cron entry, freshness.
+
+    Run it after every deploy. Exits 0 only if nothing FAILs.
+    """
+    from pathlib import Path
+
+    from check_status import config as config_module
+    from check_status.installation import failed, worst_result
+    from check_status.selftest import (
+        freshness_item,
+        installation_items,
+        self_test,
+        this_installation_executable,
+    )
+
+    env_file, _verbose, as_json = _merge(ctx, env_file, verbose, as_json)
+    expected = Path(expect_executable) if expect_executable else this_installation_executable()
+    now = utc_now()
+    try:
+        config = load(env_file)
+    except ConfigError as error:
+        # Still verify the installation, on defaults: a broken config and a
+        # broken cron entry are worth knowing about in one go.
+        chosen, _explicit = config_module.choose_env_file(env_file, os.environ)
+        config = dataclasses.replace(
+            config_module.load_config({}), env_file=str(chosen) if chosen else None
+        )
+        items = [failed("config", str(error), "fix the value in the env file")]
+        items += installation_items(config, expected, now)
+    else:
+        if install_only:
+            items = list(installation_items(config, expected, now))
+        else:
+            items = self_test(
+                config, now, send_test_sms=send_test_sms, expected_executable=expected
+            )
+            if not any(i.name == "freshness" for i in items):
+                items.append(freshness_item(config, expected, now))
+    verdict = worst_result(items)
+    if as_json:
+        document = {
+            "result": "FAIL" if verdict is Status.CRITICAL else "PASS",
+            "items": [dataclasses.asdict(item) for item in items],
+        }
+        click.echo(json.dumps(document, indent=2))
+    else:
+        for item in items:
+            click.echo(item.line())
+        failures = sum(1 for item in items if item.result == "FAIL")
+        warnings = sum(1 for item in items if item.result == "WARN")
+        click.echo(
+            f"self-test: {failures} FAIL, {warnings} WARN, {len(items) - failures - warnings} PASS"
+        )
+    sys.exit(int(Status.CRITICAL) if verdict is Status.CRITICAL else 0)
+
+
+@main.command("config-template")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="write this key set, not commented",
+)
+def config_template_command(assignments: tuple[str, ...]) -> None:
+    """Print a commented env file with every key, its meaning and its default (install.sh uses it)."""
+    from check_status.config import KEYS_BY_NAME, template
+
+    settings = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or key not in KEYS_BY_NAME:
+            raise click.BadParameter(
+                f"{assignment!r}: expected KEY=VALUE with a known key", param_hint="--set"
+            )
+        settings[key] = value
+    click.echo(template(settings))
+
+
 def entry() -> None:
     """Console entry point with a last-resort guard against tracebacks."""
     try:

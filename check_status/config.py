@@ -261,6 +261,12 @@ KEYS: tuple[Key, ...] = (
         "dead-man's-switch URL pinged after every run (healthchecks.io style)",
         _optional_url,
     ),
+    Key(
+        "CRON_FILE",
+        "/etc/cron.d/check-status",
+        "the cron entry self-test verifies (install.sh records it)",
+        _path,
+    ),
 )
 
 KEYS_BY_NAME = {key.name: key for key in KEYS}
@@ -295,6 +301,7 @@ class Config:
     remind_every_minutes: int = 60
     twilio_api_base_url: str = "https://api.twilio.com"
     heartbeat_url: str | None = None
+    cron_file: str = "/etc/cron.d/check-status"
     env_file: str | None = None
 
     @property
@@ -404,15 +411,24 @@ def load(option: str | None = None, environ: Mapping[str, str] | None = None) ->
     return load_config(settings, env_file=str(env_file) if env_file else None)
 
 
-def template() -> str:
-    """The commented env file the installer writes: every key, its meaning, its default."""
+def template(settings: Mapping[str, str] | None = None) -> str:
+    """The commented env file the installer writes: every key, its meaning, its default.
+
+    Keys in `settings` are written set (STATE_FILE and CRON_FILE, by install.sh);
+    every other key is commented out, showing its default.
+    """
+    settings = settings or {}
     lines = [
         "# check-status configuration. Values in the process environment win over this file.",
-        "# Every key is optional; the value after '=' in each comment is the default.",
+        "# Keep this file mode 0600: it holds the Twilio auth token.",
+        "# A commented key shows its default.",
         "",
     ]
     for key in KEYS:
         lines.append(f"# {key.meaning}")
-        lines.append(f"#{key.name}={key.default}")
+        if key.name in settings:
+            lines.append(f"{key.name}={settings[key.name]}")
+        else:
+            lines.append(f"#{key.name}={key.default}")
         lines.append("")
     return "\n".join(lines)

@@ -17,6 +17,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The install tests drive the real cron daemon: start it if it is not running.
+if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
+pgrep -x cron >/dev/null || "${sudo[@]}" cron
+
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[test]'

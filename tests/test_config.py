@@ -94,6 +94,7 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "REMIND_EVERY_MINUTES": ("-5", "-5"),
     "TWILIO_API_BASE_URL": ("api.twilio.com", "api.twilio.com"),
     "HEARTBEAT_URL": ("hc-ping.com/abc", "hc-ping.com/abc"),
+    "CRON_FILE": ("etc/cron.d/check-status", "etc/cron.d/check-status"),
 }
 
 

@@ -1,0 +1,365 @@
+"""Is the alerting path really installed? The checks behind `install.sh --check`
+and `check-status self-test`, in one place.
+
+This project exists because a monitoring script saved as `checkstatus.sh` was
+called by cron as `check_status.sh`: cron ran nothing for weeks and nobody was
+texted. On Debian, cron also ignores without a word any /etc/cron.d file whose
+name has a dot, that is group- or other-writable, or that lacks a final
+newline. Every such way to be silently disabled is an item here, and each
+failure says how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from check_status.model import Status, human_duration
+
+# The mark install.sh --user puts on the line it owns in a user's crontab.
+USER_CRONTAB_MARK = "# check-status (managed by install.sh; other lines are left alone)"
+CRON_NAME = re.compile(r"[A-Za-z0-9_-]+")
+MENTIONS = re.compile(r"check[-_]?status", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One line of self-test: PASS, WARN or FAIL, what was found, how to fix it."""
+
+    name: str
+    result: str  # "PASS", "WARN" or "FAIL"
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{self.result:<4} {self.name}: {self.detail}"
+        return f"{text}\n     fix: {self.fix}" if self.fix and self.result != "PASS" else text
+
+
+def passed(name: str, detail: str) -> Item:
+    return Item(name, "PASS", detail)
+
+
+def warned(name: str, detail: str, fix: str = "") -> Item:
+    return Item(name, "WARN", detail, fix)
+
+
+def failed(name: str, detail: str, fix: str) -> Item:
+    return Item(name, "FAIL", detail, fix)
+
+
+# --- the cron file ----------------------------------------------------------
+
+
+def check_cron_file(path: Path) -> list[Item]:
+    """Everything that makes Debian's cron skip a /etc/cron.d file in silence."""
+    name = "cron file"
+    if not path.exists():
+        return [
+            failed(
+                name,
+                f"{path} does not exist",
+                "run install.sh (or set CRON_FILE to where the entry is)",
+            )
+        ]
+    items = []
+    if CRON_NAME.fullmatch(path.name):
+        items.append(passed(name, f"{path} has a name cron reads"))
+    else:
+        items.append(
+            failed(
+                name,
+                f"{path.name!r} has a character cron does not accept in /etc/cron.d names "
+                "(only letters, digits, '_' and '-'): cron ignores the file without a word",
+                f"mv {path} {path.parent / re.sub(r'[^A-Za-z0-9_-]', '-', path.name)}",
+            )
+        )
+    info = path.stat()
+    if info.st_uid != 0:
+        items.append(
+            failed(
+                name,
+                f"{path} is owned by uid {info.st_uid}, not root: cron skips it",
+                f"chown root {path}",
+            )
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        mode = stat.S_IMODE(info.st_mode)
+        items.append(
+            failed(
+                name,
+                f"{path} is mode {mode:04o}, group- or other-writable: cron skips it (INSECURE MODE)",
+                f"chmod 0644 {path}",
+            )
+        )
+    content = path.read_bytes()
+    if content and not content.endswith(b"\n"):
+        items.append(
+            failed(
+                name, f"{path} has no final newline: cron ignores its last line", f"echo >> {path}"
+            )
+        )
+    return items
+
+
+def check_entries(
+    lines: list[str], expected_executable: Path, *, system: bool, where: str
+) -> list[Item]:
+    """Exactly one check-status entry, with a valid schedule and our executable."""
+    name = "cron entry"
+    entries = [line for line in lines if _is_job(line) and MENTIONS.search(line)]
+    if not entries:
+        return [failed(name, f"no check-status entry in {where}", "run install.sh")]
+    if len(entries) > 1:
+        return [
+            failed(
+                name,
+                f"{len(entries)} check-status entries in {where}: it would run {len(entries)} times a minute",
+                f"keep one line in {where} (install.sh rewrites it)",
+            )
+        ]
+    fields = entries[0].split()
+    schedule, rest = fields[:5], fields[5:]
+    if fields[0].startswith("@"):
+        schedule, rest = fields[:1], fields[1:]
+    items = []
+    problem = _schedule_problem(schedule)
+    if problem:
+        items.append(failed(name, f"schedule {' '.join(schedule)!r}: {problem}", "use '* * * * *'"))
+    else:
+        items.append(passed(name, f"schedule {' '.join(schedule)} in {where}"))
+    if system:
+        rest = rest[1:]  # the user field of /etc/cron.d lines
+    command = rest[0] if rest else ""
+    items.append(_check_command(command, expected_executable))
+    return items
+
+
+def _is_job(line: str) -> bool:
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#"):
+        return False
+    return not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\s*=", stripped)  # SHELL=, PATH=, MAILTO=
+
+
+_FIELD_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_NAMES = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}
+_NAMES |= {"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+_SPECIAL = {
+    "@reboot",
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@midnight",
+    "@hourly",
+}
+
+
+def _schedule_problem(schedule: list[str]) -> str | None:
+    if len(schedule) == 1 and schedule[0].startswith("@"):
+        if schedule[0] not in _SPECIAL:
+            return "not a schedule cron knows"
+        return (
+            "runs far less often than every minute"
+            if schedule[0] != "@reboot"
+            else "runs only at boot"
+        )
+    if len(schedule) != 5:
+        return "a schedule has five fields"
+    for field, (low, high) in zip(schedule, _FIELD_RANGES, strict=True):
+        for part in field.split(","):
+            base, _, step = part.partition("/")
+            if step and not step.isdigit():
+                return f"bad step in {field!r}"
+            if base == "*" or base.lower() in _NAMES:
+                continue
+            bounds = base.split("-")
+            if not all(b.isdigit() and low <= int(b) <= high for b in bounds) or len(bounds) > 2:
+                return f"{field!r} is out of range {low}-{high}"
+    if schedule[0] != "*" and not schedule[0].startswith("*/1"):
+        return "runs less often than every minute: incidents would be seen late"
+    return None
+
+
+def _check_command(command: str, expected: Path) -> Item:
+    name = "cron command"
+    if not command.startswith("/"):
+        return failed(
+            name,
+            f"{command!r} is not an absolute path: cron's PATH is only /usr/bin:/bin",
+            f"use {expected}",
+        )
+    path = Path(command)
+    if not path.exists():
+        return failed(
+            name,
+            f"{command} does not exist: cron runs nothing, every minute, in silence",
+            f"reinstall with install.sh, or point the entry at {expected}",
+        )
+    if not os.access(path, os.X_OK):
+        return failed(name, f"{command} is not executable", f"chmod 0755 {command}")
+    if path.resolve() != expected.resolve():
+        return failed(
+            name,
+            f"{command} is not this installation's executable ({expected})",
+            "reinstall with install.sh so the entry points at this installation",
+        )
+    return passed(name, f"{command} exists and is this installation's executable")
+
+
+def check_cron_daemon() -> Item:
+    name = "cron daemon"
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            comm = (pid_dir / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm in ("cron", "crond"):
+            return passed(name, f"{comm} is running (pid {pid_dir.name})")
+    return failed(
+        name,
+        "no cron daemon is running: nothing will run check-status",
+        "start it: systemctl enable --now cron (or run 'cron' where there is no systemd)",
+    )
+
+
+def check_env_file(path: Path | None) -> Item:
+    name = "env file"
+    if path is None:
+        return warned(
+            name, "no env file: running on defaults", "run install.sh, or pass --env-file PATH"
+        )
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+        return failed(
+            name,
+            f"{path} is mode {mode:04o}: other users can read the Twilio token in it",
+            f"chmod 0600 {path}",
+        )
+    return passed(name, f"{path} is mode {mode:04o}")
+
+
+def misnamed_siblings(cron_dir: Path, own_file: Path | None) -> list[Item]:
+    """Other files in the cron directory that mention check-status but that cron
+    would ignore: exactly the "misnamed file" of the original incident."""
+    items = []
+    try:
+        entries = sorted(cron_dir.iterdir())
+    except OSError:
+        return items
+    for path in entries:
+        if (own_file is not None and path == own_file) or not path.is_file():
+            continue
+        try:
+            text = path.read_text(errors="replace")[:65536]
+        except OSError:
+            continue
+        if not MENTIONS.search(text) and not MENTIONS.search(path.name):
+            continue
+        reasons = []
+        if not CRON_NAME.fullmatch(path.name):
+            reasons.append("its name has a character cron ignores (a dot?)")
+        info = path.stat()
+        if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            reasons.append("its owner or mode makes cron skip it")
+        if reasons:
+            items.append(
+                failed(
+                    "misnamed cron file",
+                    f"{path} mentions check-status but cron never runs it: {'; '.join(reasons)}",
+                    f"remove it (rm {path}) and keep the entry install.sh writes",
+                )
+            )
+    return items
+
+
+def cron_entry_exists(cron_file: Path) -> bool:
+    lines = read_user_crontab() or []
+    return cron_file.exists() or any(_is_job(line) and MENTIONS.search(line) for line in lines)
+
+
+def read_user_crontab() -> list[str] | None:
+    """The invoking user's crontab lines, or None when they have none."""
+    try:
+        done = subprocess.run(["crontab", "-l"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.splitlines() if done.returncode == 0 else None
+
+
+def verify_installation(
+    cron_file: Path, env_file: Path | None, expected_executable: Path
+) -> Iterator[Item]:
+    """The shared verification: the cron file (or the user's crontab), cron, the env file."""
+    user_lines = read_user_crontab()
+    user_entries = [ln for ln in user_lines or [] if _is_job(ln) and MENTIONS.search(ln)]
+    if cron_file.exists() or not user_entries:
+        yield from check_cron_file(cron_file)
+        if cron_file.exists():
+            lines = cron_file.read_text(errors="replace").splitlines()
+            yield from check_entries(lines, expected_executable, system=True, where=str(cron_file))
+        if user_entries:
+            yield failed(
+                "cron entry",
+                f"a check-status entry is in {cron_file} and in your crontab too",
+                "keep one: crontab -e, or install.sh --uninstall --user",
+            )
+    else:
+        yield from check_entries(
+            user_lines or [], expected_executable, system=False, where="your crontab"
+        )
+    yield check_cron_daemon()
+    yield check_env_file(env_file)
+    yield from misnamed_siblings(cron_file.parent, cron_file)
+
+
+def freshness(
+    last_run: datetime | None,
+    installed_at: datetime | None,
+    now: datetime,
+    entry_exists: bool = True,
+) -> Item:
+    """The local proof that cron really runs it: the state file's last run is recent."""
+    name = "freshness"
+    if not entry_exists:
+        return warned(name, "no cron entry, so nothing to prove yet", "run install.sh")
+    if installed_at is not None and (last_run is None or last_run < installed_at):
+        since_install = (now - installed_at).total_seconds()
+        if since_install < 120:
+            wait = 120 - since_install
+            return warned(
+                name,
+                f"installed {human_duration(since_install)} ago; cron's first run comes at the next minute",
+                f"wait {human_duration(wait)} and run check-status self-test again",
+            )
+    if last_run is None:
+        return failed(
+            name,
+            "installed but not running: no run recorded in the state file",
+            "check the cron entry and /var/log/check-status.log; is cron running?",
+        )
+    age = (now - last_run).total_seconds()
+    if age > 180:
+        return failed(
+            name,
+            f"installed but not running: the last run was {human_duration(age)} ago",
+            "check the cron entry, the cron daemon and the log file named in the entry",
+        )
+    return passed(name, f"last run {human_duration(max(age, 0))} ago")
+
+
+def worst_result(items: list[Item]) -> Status:
+    results = {item.result for item in items}
+    return (
+        Status.CRITICAL if "FAIL" in results else Status.WARNING if "WARN" in results else Status.OK
+    )
