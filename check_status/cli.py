@@ -120,6 +120,12 @@ def _deadline_reached(signum: int, frame: Any) -> None:
     is_flag=True,
     help="decide and show what would be texted; send nothing, save nothing",
 )
+@click.option(
+    "--prometheus-textfile",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="also write node_exporter textfile metrics here (overrides PROMETHEUS_TEXTFILE)",
+)
 @click.pass_context
 def run_command(
     ctx: click.Context,
@@ -127,6 +133,7 @@ def run_command(
     verbose: bool = False,
     as_json: bool = False,
     dry_run: bool = False,
+    prometheus_textfile: str | None = None,
 ) -> None:
     """One run: check, remember, text, report (what cron calls every minute)."""
     from check_status import output
@@ -135,6 +142,10 @@ def run_command(
 
     env_file, verbose, as_json = _merge(ctx, env_file, verbose, as_json)
     config = load_config(env_file)
+    if prometheus_textfile:
+        config = dataclasses.replace(
+            config, prometheus_textfile=os.path.abspath(prometheus_textfile)
+        )
     signal.signal(signal.SIGALRM, _deadline_reached)
     signal.alarm(RUN_DEADLINE_SECONDS)
     now = utc_now()
@@ -347,6 +358,42 @@ def self_test_command(
             f"self-test: {failures} FAIL, {warnings} WARN, {len(items) - failures - warnings} PASS"
         )
     sys.exit(int(Status.CRITICAL) if verdict is Status.CRITICAL else 0)
+
+
+@main.command("serve")
+@click.option(
+    "--listen", default="127.0.0.1:8899", show_default=True, help="HOST:PORT; loopback unless asked"
+)
+@common_options
+@click.pass_context
+def serve_command(
+    ctx: click.Context,
+    listen: str,
+    env_file: str | None = None,
+    verbose: bool = False,
+    as_json: bool = False,
+) -> None:
+    """Serve /health for load balancers and /status for peers (run it under systemd)."""
+    from check_status.serve import HealthServer, parse_listen
+
+    env_file, verbose, _as_json = _merge(ctx, env_file, verbose, as_json)
+    config = load_config(env_file)
+    try:
+        address = parse_listen(listen)
+    except ValueError as error:
+        fail(str(error))
+    try:
+        server = HealthServer(config, address)
+    except OSError as error:
+        fail(f"cannot listen on {listen}: {error.strerror or error}")
+    click.echo(f"check-status serve: listening on http://{listen} (/health, /status)", err=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @main.command("config-template")

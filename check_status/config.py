@@ -157,6 +157,17 @@ def _alert_level(key: str, raw: str) -> str:
     return level
 
 
+def _peers(key: str, raw: str) -> tuple[tuple[str, str], ...]:
+    peers = []
+    for item in _split(raw):
+        name, sep, url = item.partition("=")
+        name = name.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", name):
+            raise _fail(key, raw, "comma-separated name=url pairs such as eu1=http://10.0.0.1:8899")
+        peers.append((name, _url(key, url)))
+    return tuple(peers)
+
+
 def _split(raw: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
@@ -262,6 +273,24 @@ KEYS: tuple[Key, ...] = (
         _optional_url,
     ),
     Key(
+        "PEERS",
+        "",
+        "comma-separated name=url of other nodes' `check-status serve` (their /status is read)",
+        _peers,
+    ),
+    Key(
+        "HEALTH_CACHE_SECONDS",
+        "2",
+        "serve: how long a /health verdict is reused (0 probes nodeos on every request)",
+        _integer(0, 60),
+    ),
+    Key(
+        "PROMETHEUS_TEXTFILE",
+        "",
+        "write node_exporter textfile metrics here after every run (a .prom path)",
+        _optional_path,
+    ),
+    Key(
         "CRON_FILE",
         "/etc/cron.d/check-status",
         "the cron entry self-test verifies (install.sh records it)",
@@ -301,6 +330,9 @@ class Config:
     remind_every_minutes: int = 60
     twilio_api_base_url: str = "https://api.twilio.com"
     heartbeat_url: str | None = None
+    peers: tuple[tuple[str, str], ...] = ()
+    health_cache_seconds: int = 2
+    prometheus_textfile: str | None = None
     cron_file: str = "/etc/cron.d/check-status"
     env_file: str | None = None
 

@@ -104,6 +104,7 @@ def report_json(report: RunReport) -> dict[str, Any]:
         "status": report.status.name,
         "time": report.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "checks": [result_json(r) for r in report.results],
+        "open_incidents": report.open_incidents,
         "notes": list(report.notes),
         "remarks": list(report.remarks),
         "alerts": {

@@ -8,6 +8,7 @@ cannot keep a cron run alive past the next one.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,7 @@ from check_status.checks.head_block import judge_head_block
 from check_status.checks.lib import judge_lib
 from check_status.checks.nodeos import judge_nodeos
 from check_status.checks.nodeos_log import judge_nodeos_log
+from check_status.checks.peer import judge_peer
 from check_status.checks.state_db import judge_state_db
 from check_status.concurrency import run_concurrently
 from check_status.config import Config
@@ -45,6 +47,7 @@ from check_status.notify import NotifyError
 from check_status.probes.disk import probe_disk
 from check_status.probes.log import LogPosition, read_new_lines
 from check_status.probes.nodeos import ChainInfo, fetch_chain_info, fetch_db_size
+from check_status.probes.peer import fetch_peer_status
 from check_status.state import StateError, load_state, save_state
 
 # Beyond each probe's own timeout, how long the run waits for a straggler
@@ -64,6 +67,7 @@ class RunReport:
     deliveries: tuple[Outcome, ...] = ()
     sms: str = "SMS not configured"
     dry_run: bool = False
+    open_incidents: int = 0
 
     @property
     def status(self) -> Status:
@@ -83,6 +87,8 @@ def probe_everything(config: Config, memory: dict[str, Any]) -> dict[str, Any]:
         tasks[f"endpoint {url}"] = lambda url=url: fetch_chain_info(url, timeout)
     for path in config.disk_paths:
         tasks[f"disk {path}"] = lambda path=path: probe_disk(path)
+    for name, url in config.peers:
+        tasks[f"peer {name}"] = lambda url=url: fetch_peer_status(url, timeout)
     if config.nodeos_log:
         log_memory = memory.get("nodeos_log")
         position = LogPosition.from_json(
@@ -114,6 +120,8 @@ def judge_everything(
         results.append(judge_endpoint(url, facts[f"endpoint {url}"], local_chain, now, config))
     for path in config.disk_paths:
         results.append(judge_disk(path, facts[f"disk {path}"], config))
+    for name, _url in config.peers:
+        results.append(judge_peer(name, facts[f"peer {name}"], now))
     if config.nodeos_log:
         log_result, new_memory["nodeos_log"] = judge_nodeos_log(
             facts["nodeos_log"], memory.get("nodeos_log"), now
@@ -201,7 +209,7 @@ def run_once(
             save_state(config.state_file, state)
         except StateError as error:
             notes.append(str(error))
-    return RunReport(
+    report = RunReport(
         config.node_name,
         now,
         tuple(results),
@@ -212,7 +220,17 @@ def run_once(
         alerts.deliveries,
         alerts.sms,
         dry_run,
+        alerts.open_incidents,
     )
+    if config.prometheus_textfile and not dry_run:
+        from check_status.prometheus import render, write_textfile
+
+        try:
+            write_textfile(config.prometheus_textfile, render(report, alerts.open_incidents))
+        except OSError as error:
+            remark = f"cannot write {config.prometheus_textfile}: {error.strerror or error}"
+            report = dataclasses.replace(report, remarks=(*report.remarks, remark))
+    return report
 
 
 _UNSENT = {"failed": "failed for good", "pending": "not sent, will retry"}
@@ -224,6 +242,7 @@ class AlertReport:
     deliveries: tuple[Outcome, ...]
     sms: str
     notes: tuple[str, ...]
+    open_incidents: int = 0
 
 
 def alert_operators(
@@ -247,15 +266,16 @@ def alert_operators(
         for r in results
         if r.status is not Status.OK or any(n.check == r.name for n in notifications)
     )
+    open_incidents = sum(1 for record in alert_state.checks.values() if record.incident is not None)
     if not config.sms_configured:
         state.pop("outbox", None)
-        return AlertReport(decisions, (), "SMS not configured", ())
+        return AlertReport(decisions, (), "SMS not configured", (), open_incidents)
 
     outbox = enqueue(load_outbox(state.get("outbox"), config.alert_to), notifications)
     bodies = render_for(config.node_name, outbox, now)
     if dry_run:
         would = tuple(Outcome(r, "would send", body, "dry run") for r, body in bodies.items())
-        return AlertReport(decisions, would, "dry run: nothing sent", ())
+        return AlertReport(decisions, would, "dry run: nothing sent", (), open_incidents)
     outcomes, codes = deliver(bodies, twilio_settings(config)) if bodies else ([], {})
     failures = state.get("delivery_failures")
     outbox, failures = apply_outcomes(
@@ -270,7 +290,7 @@ def alert_operators(
     )
     sent = sum(1 for o in outcomes if o.result == "sent")
     summary = f"SMS sent to {sent} of {len(outcomes)}" if outcomes else "no SMS due"
-    return AlertReport(decisions, tuple(outcomes), summary, notes)
+    return AlertReport(decisions, tuple(outcomes), summary, notes, open_incidents)
 
 
 def ping_heartbeat(url: str, results: list[CheckResult]) -> list[str]:
