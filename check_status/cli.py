@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -308,8 +309,6 @@ def self_test_command(
 
     Run it after every deploy. Exits 0 only if nothing FAILs.
     """
-    from pathlib import Path
-
     from check_status import config as config_module
     from check_status.installation import failed, worst_result
     from check_status.selftest import (
@@ -325,12 +324,11 @@ def self_test_command(
     try:
         config = load(env_file)
     except ConfigError as error:
-        # Still verify the installation, on defaults: a broken config and a
-        # broken cron entry are worth knowing about in one go.
+        # Still verify the installation: a broken config and a broken cron
+        # entry are worth knowing about in one go. The paths the env file
+        # names (install.sh records CRON_FILE) still count.
         chosen, _explicit = config_module.choose_env_file(env_file, os.environ)
-        config = dataclasses.replace(
-            config_module.load_config({}), env_file=str(chosen) if chosen else None
-        )
+        config = _paths_only_config(chosen)
         items = [failed("config", str(error), "fix the value in the env file")]
         items += installation_items(config, expected, now)
     else:
@@ -345,7 +343,7 @@ def self_test_command(
     verdict = worst_result(items)
     if as_json:
         document = {
-            "result": "FAIL" if verdict is Status.CRITICAL else "PASS",
+            "result": {Status.CRITICAL: "FAIL", Status.WARNING: "WARN"}.get(verdict, "PASS"),
             "items": [dataclasses.asdict(item) for item in items],
         }
         click.echo(json.dumps(document, indent=2))
@@ -394,6 +392,26 @@ def serve_command(
         pass
     finally:
         server.server_close()
+
+
+def _paths_only_config(env_file: Path | None) -> Config:
+    """Defaults, plus CRON_FILE and STATE_FILE from the settings when they are valid."""
+    from check_status import config as config_module
+
+    try:
+        raw = config_module.read_settings(env_file, os.environ)
+    except ConfigError:
+        raw = {}
+    kept = {}
+    for key in ("CRON_FILE", "STATE_FILE"):
+        try:
+            config_module.load_config({key: raw.get(key, "")})
+            kept[key] = raw.get(key, "")
+        except ConfigError:
+            continue
+    return dataclasses.replace(
+        config_module.load_config(kept), env_file=str(env_file) if env_file else None
+    )
 
 
 @main.command("config-template")

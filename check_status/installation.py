@@ -184,8 +184,10 @@ def _schedule_problem(schedule: list[str]) -> str | None:
             bounds = base.split("-")
             if not all(b.isdigit() and low <= int(b) <= high for b in bounds) or len(bounds) > 2:
                 return f"{field!r} is out of range {low}-{high}"
-    if schedule[0] != "*" and not schedule[0].startswith("*/1"):
+    if schedule[0] not in ("*", "*/1"):
         return "runs less often than every minute: incidents would be seen late"
+    if any(field not in ("*", "*/1") for field in schedule[1:]):
+        return "runs only at some hours or on some days: incidents outside them go unseen"
     return None
 
 
@@ -239,7 +241,12 @@ def check_env_file(path: Path | None) -> Item:
         return warned(
             name, "no env file: running on defaults", "run install.sh, or pass --env-file PATH"
         )
-    mode = stat.S_IMODE(path.stat().st_mode)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as error:
+        return failed(
+            name, f"{path}: {error.strerror or error}", "run install.sh, or pass --env-file PATH"
+        )
     if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
         return failed(
             name,
@@ -272,6 +279,15 @@ def misnamed_siblings(cron_dir: Path, own_file: Path | None) -> list[Item]:
         info = path.stat()
         if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             reasons.append("its owner or mode makes cron skip it")
+        runs_a_job = any(_is_job(line) and MENTIONS.search(line) for line in text.splitlines())
+        if not reasons and runs_a_job:
+            items.append(
+                failed(
+                    "second cron file",
+                    f"{path} also runs check-status: with {own_file} it would run twice a minute",
+                    f"remove one of them (rm {path})",
+                )
+            )
         if reasons:
             items.append(
                 failed(
