@@ -229,6 +229,10 @@ def _decide_one(
 
     if incident.silenced:
         # The silence is over.
+        if not still_a_problem and incident.notified_status is None:
+            # Nobody was told and it is fine right now: keep the flag, so that if
+            # it fails again before closing, SILENCE_ENDED still tells somebody.
+            return record, None
         incident = replace(incident, silenced=False)
         if still_a_problem:
             told = replace(
@@ -342,13 +346,15 @@ def alert_state_from_json(data: Any) -> AlertState:
     if not isinstance(data, dict):
         return AlertState()
     checks: dict[str, CheckRecord] = {}
-    for name, item in (data.get("checks") or {}).items():
+    raw_checks = data.get("checks")
+    for name, item in (raw_checks if isinstance(raw_checks, dict) else {}).items():
         try:
             checks[str(name)] = _record_from_json(item)
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
     silences = []
-    for item in data.get("silences") or []:
+    raw_silences = data.get("silences")
+    for item in raw_silences if isinstance(raw_silences, list) else []:
         try:
             silences.append(Silence.from_json(item))
         except (KeyError, TypeError, ValueError, AttributeError):

@@ -82,7 +82,10 @@ def _sections(
         status = worst(n.status for n in group).name
         items = []
         for n in group:
-            item = f"{sms_check_name(n.check)}: {_shorten(n.summary, limit)}"
+            # A lesser problem says its own status, so a WARNING beside a
+            # CRITICAL does not read as critical.
+            label = "" if n.status.name == status else f"{n.status.name} "
+            item = f"{label}{sms_check_name(n.check)}: {_shorten(n.summary, limit)}"
             if n.kind is Kind.REMINDER:
                 item += f" ({human_duration((now - n.since).total_seconds())})"
             elif n.kind is Kind.SILENCE_ENDED:
@@ -129,6 +132,8 @@ def render_sms(node: str, notes: Sequence[Notification], now: datetime) -> str:
                 break
         dropped += 1
         text = _join(node, sections, dropped)
-    while gsm7_length(text) > HARD_LIMIT:
-        text = text[: HARD_LIMIT - 3] + ".."
+    if gsm7_length(text) > HARD_LIMIT:
+        while gsm7_length(text) > HARD_LIMIT - 2:
+            text = text[:-1]
+        text += ".."
     return text
