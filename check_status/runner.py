@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from check_status.alerting.rules import (
     Policy,
@@ -27,28 +27,20 @@ from check_status.checks.endpoint import judge_endpoint
 from check_status.checks.head_block import judge_head_block
 from check_status.checks.lib import judge_lib
 from check_status.checks.nodeos import judge_nodeos
-from check_status.checks.nodeos_log import judge_nodeos_log
-from check_status.checks.peer import judge_peer
 from check_status.checks.state_db import judge_state_db
 from check_status.concurrency import run_concurrently
 from check_status.config import Config
-from check_status.delivery import (
-    Outcome,
-    apply_outcomes,
-    deliver,
-    enqueue,
-    load_outbox,
-    outbox_to_json,
-    render_for,
-    twilio_settings,
-)
 from check_status.model import CheckResult, ProbeFailure, Status, format_time, worst
-from check_status.notify import NotifyError
 from check_status.probes.disk import probe_disk
-from check_status.probes.log import LogPosition, read_new_lines
 from check_status.probes.nodeos import ChainInfo, fetch_chain_info, fetch_db_size
-from check_status.probes.peer import fetch_peer_status
 from check_status.state import StateError, load_state, save_state
+
+if TYPE_CHECKING:
+    from check_status.delivery import Outcome
+
+# Features that are off by default (log scan, peers, SMS) are imported only
+# when configured: cron starts this process 1,440 times a day, and import time
+# is most of a healthy run's cost.
 
 # Beyond each probe's own timeout, how long the run waits for a straggler
 # (a DNS lookup or a statvfs, which no HTTP timeout covers).
@@ -87,9 +79,13 @@ def probe_everything(config: Config, memory: dict[str, Any]) -> dict[str, Any]:
         tasks[f"endpoint {url}"] = lambda url=url: fetch_chain_info(url, timeout)
     for path in config.disk_paths:
         tasks[f"disk {path}"] = lambda path=path: probe_disk(path)
+    if config.peers:
+        from check_status.probes.peer import fetch_peer_status
     for name, url in config.peers:
         tasks[f"peer {name}"] = lambda url=url: fetch_peer_status(url, timeout)
     if config.nodeos_log:
+        from check_status.probes.log import LogPosition, read_new_lines
+
         log_memory = memory.get("nodeos_log")
         position = LogPosition.from_json(
             log_memory.get("position") if isinstance(log_memory, dict) else None
@@ -120,9 +116,13 @@ def judge_everything(
         results.append(judge_endpoint(url, facts[f"endpoint {url}"], local_chain, now, config))
     for path in config.disk_paths:
         results.append(judge_disk(path, facts[f"disk {path}"], config))
+    if config.peers:
+        from check_status.checks.peer import judge_peer
     for name, _url in config.peers:
         results.append(judge_peer(name, facts[f"peer {name}"], now))
     if config.nodeos_log:
+        from check_status.checks.nodeos_log import judge_nodeos_log
+
         log_result, new_memory["nodeos_log"] = judge_nodeos_log(
             facts["nodeos_log"], memory.get("nodeos_log"), now
         )
@@ -271,6 +271,17 @@ def alert_operators(
         state.pop("outbox", None)
         return AlertReport(decisions, (), "SMS not configured", (), open_incidents)
 
+    from check_status.delivery import (
+        Outcome,
+        apply_outcomes,
+        deliver,
+        enqueue,
+        load_outbox,
+        outbox_to_json,
+        render_for,
+        twilio_settings,
+    )
+
     outbox = enqueue(load_outbox(state.get("outbox"), config.alert_to), notifications)
     bodies = render_for(config.node_name, outbox, now)
     if dry_run:
@@ -294,6 +305,7 @@ def alert_operators(
 
 
 def ping_heartbeat(url: str, results: list[CheckResult]) -> list[str]:
+    from check_status.notify import NotifyError
     from check_status.notify.heartbeat import ping
 
     status = worst(r.status for r in results)

@@ -143,20 +143,15 @@ def sms_items(config: Config, send_test_sms: bool) -> Iterator[Item]:
 def heartbeat_item(config: Config) -> Item | None:
     if not config.heartbeat_url:
         return None
-    import requests
-
-    from check_status.probes.http import describe_request_error
+    from check_status.probes.http import exchange
 
     where = host_label(config.heartbeat_url)
-    try:
-        # HEAD: reachability without registering a run on the heartbeat service.
-        response = requests.head(config.heartbeat_url, timeout=5)
-    except requests.exceptions.RequestException as error:
-        return failed(
-            "heartbeat", f"{where}: {describe_request_error(error, 5)}", "check HEARTBEAT_URL"
-        )
-    if response.status_code >= 400 and response.status_code != 405:
-        return failed("heartbeat", f"{where}: HTTP {response.status_code}", "check HEARTBEAT_URL")
+    # HEAD: reachability without registering a run on the heartbeat service.
+    reply = exchange("HEAD", config.heartbeat_url, 5)
+    if isinstance(reply, ProbeFailure):
+        return failed("heartbeat", f"{where}: {reply.reason}", "check HEARTBEAT_URL")
+    if reply.status >= 400 and reply.status != 405:
+        return failed("heartbeat", f"{where}: HTTP {reply.status}", "check HEARTBEAT_URL")
     return passed("heartbeat", f"{where} reachable")
 
 

@@ -155,6 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
 class HealthServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a burst of checks from several
+    # balancers would overflow it, and each dropped SYN costs a 1 s retransmit.
+    request_queue_size = 128
 
     def __init__(self, config: Config, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)

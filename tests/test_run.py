@@ -457,3 +457,10 @@ def test_config_is_frozen(nodeos, write_env):
     config = load(str(write_env(NODEOS_URL=nodeos.url)))
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.node_name = "x"  # type: ignore[misc]
+
+
+def test_tls_error_is_named(cli, nodeos, write_env):
+    """https:// to a plain-HTTP port: the handshake fails and says so."""
+    code, checks = run_json(cli, write_env(NODEOS_URL=nodeos.url.replace("http://", "https://")))
+    assert code == 2
+    assert checks["nodeos"]["summary"].startswith("TLS error: ")

@@ -22,7 +22,6 @@ Every rule about paging lives here, in one page:
 from __future__ import annotations
 
 import enum
-import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -95,6 +94,8 @@ class Silence:
     def covers(self, check: str, now: datetime) -> bool:
         if now >= self.until:
             return False
+        import fnmatch  # only when a silence exists
+
         return not self.checks or any(
             fnmatch.fnmatchcase(check, pattern) for pattern in self.checks
         )

@@ -7,11 +7,9 @@ A failed ping is reported but never fatal.
 
 from __future__ import annotations
 
-import requests
-
-from check_status.model import Status
+from check_status.model import ProbeFailure, Status
 from check_status.notify import NotifyError
-from check_status.probes.http import describe_request_error, host_label
+from check_status.probes.http import exchange, host_label
 
 HEARTBEAT_TIMEOUT_SECONDS = 5
 
@@ -27,15 +25,10 @@ def ping(
 
     Error messages name only the host: the ping URL's path is a secret token.
     """
-    target = heartbeat_target(url, status)
-    try:
-        response = requests.post(target, data=message.encode()[:10_000], timeout=timeout)
-    except requests.exceptions.RequestException as error:
-        reason = describe_request_error(error, timeout)
+    reply = exchange("POST", heartbeat_target(url, status), timeout, body=message.encode()[:10_000])
+    if isinstance(reply, ProbeFailure):
+        raise NotifyError(f"heartbeat to {host_label(url)} failed: {reply.reason}", permanent=False)
+    if reply.status >= 300:
         raise NotifyError(
-            f"heartbeat to {host_label(url)} failed: {reason}", permanent=False
-        ) from None
-    if response.status_code >= 300:
-        raise NotifyError(
-            f"heartbeat to {host_label(url)} failed: HTTP {response.status_code}", permanent=False
+            f"heartbeat to {host_label(url)} failed: HTTP {reply.status}", permanent=False
         )

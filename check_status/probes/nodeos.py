@@ -79,13 +79,19 @@ def parse_block_time(text: Any) -> datetime:
     """
     if not isinstance(text, str):
         raise BadField(f"head_block_time is not a time: {str(text)[:40]!r}")
-    cleaned = text.strip().removesuffix("Z")
-    for fmt in ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            return datetime.strptime(cleaned, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    raise BadField(f"head_block_time is not a time: {text[:40]!r}")
+    cleaned = text.strip()
+    # fromisoformat, not strptime: strptime's first call costs ~3 ms of imports
+    # and regex compiling, paid by every cron run. The length check keeps it to
+    # the shapes nodeos writes (date, "T", time, optional fraction, optional Z).
+    if not 19 <= len(cleaned) <= 27 or cleaned[10:11] != "T":
+        raise BadField(f"head_block_time is not a time: {text[:40]!r}")
+    try:
+        moment = datetime.fromisoformat(cleaned.removesuffix("Z"))
+    except ValueError:
+        raise BadField(f"head_block_time is not a time: {text[:40]!r}") from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def parse_get_info(body: Any, response_ms: float) -> ChainInfo:
