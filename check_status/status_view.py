@@ -27,22 +27,8 @@ def build(state: dict[str, Any], config: Config, now: datetime) -> dict[str, Any
     incidents = []
     for name, record in sorted(alerts.checks.items()):
         incident = record.incident
-        if incident is None:
-            continue
-        incidents.append(
-            {
-                "check": name,
-                "since": format_time(incident.opened_at),
-                "summary": incident.summary,
-                "texted_status": incident.notified_status.name
-                if incident.notified_status
-                else None,
-                "last_texted_at": format_time(incident.last_notified_at)
-                if incident.last_notified_at
-                else None,
-                "silenced": incident.silenced,
-            }
-        )
+        if incident is not None:
+            incidents.append({"check": name, **incident.to_json()})
     checks = state.get("checks") if isinstance(state.get("checks"), dict) else {}
     outbox = state.get("outbox") if isinstance(state.get("outbox"), dict) else {}
     failures = (
@@ -92,13 +78,13 @@ def render(view: dict[str, Any]) -> str:
     lines.append("open incidents:" if view["incidents"] else "open incidents: none")
     for item in view["incidents"]:
         told = (
-            f"texted {item['texted_status']} at {item['last_texted_at']}"
-            if item["last_texted_at"]
+            f"texted {item['notified_status']} at {item['last_notified_at']}"
+            if item["last_notified_at"]
             else "not texted"
         )
         silenced = ", silenced" if item["silenced"] else ""
         lines.append(
-            f"  {item['check']} since {item['since']}: {item['summary']} ({told}{silenced})"
+            f"  {item['check']} since {item['opened_at']}: {item['summary']} ({told}{silenced})"
         )
     if view["pending_sms"]:
         lines.append("pending SMS (retried every run):")

@@ -126,6 +126,17 @@ class Incident:
     summary: str
     silenced: bool = False  # opened or kept during a silence: SILENCE_ENDED is due when it ends
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "opened_at": format_time(self.opened_at),
+            "notified_status": self.notified_status.name if self.notified_status else None,
+            "last_notified_at": format_time(self.last_notified_at)
+            if self.last_notified_at
+            else None,
+            "summary": self.summary,
+            "silenced": self.silenced,
+        }
+
 
 @dataclass(frozen=True)
 class CheckRecord:
@@ -326,18 +337,7 @@ def alert_state_to_json(state: AlertState) -> dict[str, Any]:
         item["problem_since"] = format_time(record.problem_since) if record.problem_since else None
         item["ok_since"] = format_time(record.ok_since) if record.ok_since else None
         if record.incident is not None:
-            incident = record.incident
-            item["incident"] = {
-                "opened_at": format_time(incident.opened_at),
-                "notified_status": incident.notified_status.name
-                if incident.notified_status
-                else None,
-                "last_notified_at": format_time(incident.last_notified_at)
-                if incident.last_notified_at
-                else None,
-                "summary": incident.summary,
-                "silenced": incident.silenced,
-            }
+            item["incident"] = record.incident.to_json()
         checks[name] = item
     return {"checks": checks, "silences": [s.to_json() for s in state.silences]}
 
