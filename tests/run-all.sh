@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests drive for real (cron, HAProxy, a load tool).
+# Debian packages the tests drive for real: cron, HAProxy, and shellcheck for the scripts.
 # Installed only when missing, and only when we can (root or sudo).
-packages=(cron haproxy wrk shellcheck)
+packages=(cron haproxy shellcheck)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
