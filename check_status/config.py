@@ -207,6 +207,13 @@ KEYS: tuple[Key, ...] = (
         _integer(1, 10_000_000),
     ),
     Key("ENDPOINTS", "", "comma-separated API base URLs to check (LB URL, backends)", _url_list),
+    Key(
+        "ENDPOINT_REQUESTS",
+        "3",
+        "requests per endpoint per run, at once: behind a load balancer they reach "
+        "different backends, so a half-broken pool is seen in one run",
+        _integer(1, 10),
+    ),
     Key("DISK_PATHS", "/", "comma-separated paths whose filesystems are checked", _path_list),
     Key("DISK_WARN_PERCENT", "80", "used space or inodes above this is WARNING", _integer(1, 100)),
     Key(
@@ -312,6 +319,7 @@ class Config:
     lib_lag_warn_blocks: int
     lib_lag_crit_blocks: int
     endpoints: tuple[str, ...]
+    endpoint_requests: int
     disk_paths: tuple[str, ...]
     disk_warn_percent: int
     disk_crit_percent: int

@@ -76,7 +76,8 @@ def probe_everything(config: Config, memory: dict[str, Any]) -> dict[str, Any]:
         "db_size": lambda: fetch_db_size(config.nodeos_url, timeout),
     }
     for url in config.endpoints:
-        tasks[f"endpoint {url}"] = lambda url=url: fetch_chain_info(url, timeout)
+        for attempt in range(config.endpoint_requests):
+            tasks[f"endpoint {url} #{attempt}"] = lambda url=url: fetch_chain_info(url, timeout)
     for path in config.disk_paths:
         tasks[f"disk {path}"] = lambda path=path: probe_disk(path)
     if config.peers:
@@ -113,7 +114,8 @@ def judge_everything(
         info.chain_id if isinstance(info, ChainInfo) else None
     )
     for url in config.endpoints:
-        results.append(judge_endpoint(url, facts[f"endpoint {url}"], local_chain, now, config))
+        answers = [facts[f"endpoint {url} #{n}"] for n in range(config.endpoint_requests)]
+        results.append(judge_endpoint(url, answers, local_chain, now, config))
     for path in config.disk_paths:
         results.append(judge_disk(path, facts[f"disk {path}"], config))
     if config.peers:

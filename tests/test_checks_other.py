@@ -180,7 +180,7 @@ URL = "https://api.example.net:8443"
     ],
 )
 def test_endpoint_failure_reason_passes_through(reason: str) -> None:
-    result = judge_endpoint(URL, ProbeFailure(reason, 503), EOS, NOW, CONFIG)
+    result = judge_endpoint(URL, [ProbeFailure(reason, 503)], EOS, NOW, CONFIG)
     assert result.name == "endpoint:api.example.net:8443"
     assert result.status is Status.CRITICAL
     assert result.summary == reason
@@ -204,7 +204,7 @@ def test_endpoint_failure_reason_passes_through(reason: str) -> None:
 def test_endpoint(
     reference: str | None, chain: str, lag: float, expected: Status, fragment: str
 ) -> None:
-    result = judge_endpoint(URL, info(chain=chain, lag=lag), reference, NOW, CONFIG)
+    result = judge_endpoint(URL, [info(chain=chain, lag=lag)], reference, NOW, CONFIG)
     assert result.status is expected
     assert fragment in result.summary
     assert result.metric("head_lag_seconds") == pytest.approx(lag)
@@ -487,3 +487,34 @@ def test_human_duration(seconds: float, expected: str) -> None:
 )
 def test_human_bytes(count: int, expected: str) -> None:
     assert human_bytes(count) == expected
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected", "summary"),
+    [
+        (["ok", "ok", "ok"], Status.OK, "head #"),
+        (
+            ["ok", "503", "ok"],
+            Status.CRITICAL,
+            "1 of 3 requests failed: HTTP 503 NODEOS_UNREACHABLE",
+        ),
+        (
+            ["503", "ok", "503"],
+            Status.CRITICAL,
+            "2 of 3 requests failed: HTTP 503 NODEOS_UNREACHABLE",
+        ),
+        (["503", "503", "503"], Status.CRITICAL, "HTTP 503 NODEOS_UNREACHABLE"),
+        (["ok", "stale", "ok"], Status.CRITICAL, "head 1h behind"),  # the stalest backend decides
+    ],
+)
+def test_endpoint_behind_a_load_balancer(
+    answers: list[str], expected: Status, summary: str
+) -> None:
+    made = {
+        "ok": lambda: info(lag=0.5),
+        "stale": lambda: info(lag=3600),
+        "503": lambda: ProbeFailure("HTTP 503 NODEOS_UNREACHABLE", 503),
+    }
+    result = judge_endpoint(URL, [made[a]() for a in answers], EOS, NOW, CONFIG)
+    assert result.status is expected
+    assert result.summary.startswith(summary), result.summary

@@ -76,6 +76,7 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "LIB_LAG_WARN_BLOCKS": ("-1", "-1"),
     "LIB_LAG_CRIT_BLOCKS": ("1.5", "1.5"),
     "ENDPOINTS": ("http://ok:8888,api.example.com", "api.example.com"),
+    "ENDPOINT_REQUESTS": ("0", "'0'"),
     "DISK_PATHS": ("/,data", "/,data"),
     "DISK_WARN_PERCENT": ("101", "101"),
     "DISK_CRIT_PERCENT": ("88%", "88%"),

@@ -296,3 +296,39 @@ def test_status_json_matches_the_status_command(cli, write_env, nodeos):
     cli("--env-file", str(env_file))
     document = json.loads(cli("--env-file", str(env_file), "status", "--json").output)
     assert document["last_run"]["status"] == "OK"
+
+
+@pytest.mark.skipif(
+    shutil.which("haproxy") is None, reason="Debian's haproxy is installed by tests/run-all.sh"
+)
+def test_the_original_outage_a_half_broken_pool_is_caught_in_one_run(
+    tmp_path, cli, write_env, nodeos
+):
+    """HAProxy round-robins between a healthy backend and one answering NODEOS_UNREACHABLE,
+    with no health check: the public URL fails half the time, as in the incident."""
+    with NodeosStandIn() as eu1, NodeosStandIn(mode="patroneos") as eu2:
+        frontend = free_tcp_port()
+        config = (
+            "defaults\n    mode http\n    timeout connect 3s\n    timeout client 10s\n    timeout server 10s\n"
+            f"frontend public\n    bind 127.0.0.1:{frontend}\n    default_backend pool\n"
+            f"backend pool\n    balance roundrobin\n"
+            f"    server eu1 127.0.0.1:{eu1.port}\n    server eu2 127.0.0.1:{eu2.port}\n"
+        )
+        (tmp_path / "lb.cfg").write_text(config)
+        haproxy = subprocess.Popen(
+            ["haproxy", "-db", "-f", str(tmp_path / "lb.cfg")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", frontend)) == 0, 10)
+            env_file = write_env(NODEOS_URL=nodeos.url, ENDPOINTS=f"http://127.0.0.1:{frontend}")
+            result = cli("--env-file", str(env_file))
+        finally:
+            haproxy.terminate()
+            haproxy.wait(timeout=10)
+    assert result.exit_code == 2
+    assert re.search(
+        rf"endpoint:127.0.0.1:{frontend}: [12] of 3 requests failed: HTTP 503 NODEOS_UNREACHABLE",
+        result.output,
+    ), result.output

@@ -6,6 +6,7 @@ NODEOS_UNREACHABLE for half the requests while the local node looked fine.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from check_status.config import Config
@@ -20,18 +21,31 @@ def endpoint_check_name(url: str) -> str:
 
 def judge_endpoint(
     url: str,
-    info: ChainInfo | ProbeFailure,
+    answers: Sequence[ChainInfo | ProbeFailure],
     reference_chain_id: str | None,
     now: datetime,
     config: Config,
 ) -> CheckResult:
-    """`reference_chain_id` is EXPECTED_CHAIN_ID, or else the local node's chain."""
+    """Judge the ENDPOINT_REQUESTS answers one endpoint gave in this run.
+
+    Behind a load balancer each request may reach another backend, so one
+    broken backend fails only some of them: any failure is CRITICAL, and the
+    summary says how many ("1 of 3 requests failed: HTTP 503 NODEOS_UNREACHABLE").
+    `reference_chain_id` is EXPECTED_CHAIN_ID, or else the local node's chain.
+    """
     name = endpoint_check_name(url)
-    if isinstance(info, ProbeFailure):
-        return CheckResult(name, Status.CRITICAL, info.reason)
+    failures = [a for a in answers if isinstance(a, ProbeFailure)]
+    infos = [a for a in answers if isinstance(a, ChainInfo)]
+    if failures:
+        reason = failures[0].reason
+        if infos:
+            reason = f"{len(failures)} of {len(answers)} requests failed: {reason}"
+        return CheckResult(name, Status.CRITICAL, reason)
+    # The stalest backend decides: it is the one serving old data to someone.
+    info = max(infos, key=lambda i: (now - i.head_block_time).total_seconds())
     lag = (now - info.head_block_time).total_seconds()
     metrics = (
-        Metric("response_ms", round(info.response_ms, 1), "ms", minimum=0),
+        Metric("response_ms", round(max(i.response_ms for i in infos), 1), "ms", minimum=0),
         Metric(
             "head_lag_seconds",
             round(lag, 3),
@@ -40,9 +54,12 @@ def judge_endpoint(
             config.head_lag_crit_seconds,
         ),
     )
-    if reference_chain_id and info.chain_id != reference_chain_id:
+    other_chain = next(
+        (i for i in infos if reference_chain_id and i.chain_id != reference_chain_id), None
+    )
+    if other_chain is not None:
         return CheckResult(
-            name, Status.CRITICAL, f"on another chain ({info.chain_id[:12]}...)", metrics
+            name, Status.CRITICAL, f"on another chain ({other_chain.chain_id[:12]}...)", metrics
         )
     if lag > config.head_lag_crit_seconds:
         return CheckResult(name, Status.CRITICAL, f"head {human_duration(lag)} behind", metrics)
