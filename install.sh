@@ -9,7 +9,8 @@
 #                              (--purge also removes the env file, the state and the log)
 #
 # Every path can be moved with these variables (the tests install into a
-# temporary root this way): PREFIX BIN_DIR CONFIG_DIR STATE_DIR LOG_FILE CRON_FILE.
+# temporary root this way): PREFIX BIN_DIR CONFIG_DIR STATE_DIR LOG_FILE CRON_FILE
+# LOGROTATE_FILE (system-wide only; empty to skip).
 # PYTHON picks the interpreter for the venv (default: python3).
 set -euo pipefail
 
@@ -47,7 +48,10 @@ else
   STATE_DIR=${STATE_DIR:-/var/lib/check-status}
   LOG_FILE=${LOG_FILE:-/var/log/check-status.log}
   CRON_FILE=${CRON_FILE:-/etc/cron.d/check-status}
+  # One line a minute, forever: rotate it.
+  LOGROTATE_FILE=${LOGROTATE_FILE-/etc/logrotate.d/check-status}
 fi
+LOGROTATE_FILE=${LOGROTATE_FILE:-}
 ENV_FILE=$CONFIG_DIR/check-status.env
 EXECUTABLE=$PREFIX/bin/check-status
 # The line install.sh owns in a user crontab ends with this comment.
@@ -112,6 +116,23 @@ EOF
   say "cron entry written to $CRON_FILE"
 }
 
+write_logrotate() {
+  [ -n "$LOGROTATE_FILE" ] || return 0
+  mkdir -p "$(dirname "$LOGROTATE_FILE")"
+  # Each run opens the log anew (>>), so plain rotation is safe: no copytruncate.
+  cat > "$LOGROTATE_FILE" <<EOF
+$LOG_FILE {
+    weekly
+    rotate 8
+    compress
+    delaycompress
+    missingok
+    notifempty
+}
+EOF
+  chmod 0644 "$LOGROTATE_FILE"
+}
+
 install() {
   if [ "$user_mode" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
     die "run as root for a system-wide install, or use --user"
@@ -145,6 +166,7 @@ install() {
   fi
 
   write_cron_entry
+  write_logrotate
 
   say "verifying the installation"
   verify || die "the installation is not right; see FAIL above"
@@ -161,6 +183,7 @@ uninstall() {
     rm -f "$CRON_FILE"
     say "removed $CRON_FILE"
   fi
+  if [ -n "$LOGROTATE_FILE" ]; then rm -f "$LOGROTATE_FILE"; fi
   if [ -L "$BIN_DIR/check-status" ] && [ "$(readlink "$BIN_DIR/check-status")" = "$EXECUTABLE" ]; then
     rm -f "$BIN_DIR/check-status"
   fi

@@ -40,6 +40,7 @@ def test_cron_really_runs_the_installed_checker(tmp_path):
         "STATE_DIR": str(tmp_path / "state"),
         "LOG_FILE": str(tmp_path / "check-status.log"),
         "CRON_FILE": str(cron_file),
+        "LOGROTATE_FILE": str(tmp_path / "logrotate"),
     }
     state_file = tmp_path / "state" / "state.json"
     with NodeosStandIn() as nodeos:

@@ -29,6 +29,7 @@ def layout(root: Path) -> dict[str, str]:
         "STATE_DIR": str(root / "var" / "lib" / "check-status"),
         "LOG_FILE": str(root / "var" / "log" / "check-status.log"),
         "CRON_FILE": str(root / "etc" / "cron.d" / "check-status"),
+        "LOGROTATE_FILE": str(root / "etc" / "logrotate.d" / "check-status"),
     }
 
 
@@ -96,6 +97,8 @@ def test_fresh_install_lays_everything_out(installed):
     text = cron_file.read_text()
     assert text.endswith("\n")
     assert 'SHELL=/bin/sh\nPATH=/usr/bin:/bin\nMAILTO=""\n' in text
+    logrotate = Path(installed["LOGROTATE_FILE"]).read_text()
+    assert logrotate.startswith(f"{installed['LOG_FILE']} {{\n") and "rotate 8" in logrotate
     assert text.splitlines()[-1] == (
         f"* * * * * root {executable} run --env-file {env_file} >> {installed['LOG_FILE']} 2>&1"
     )
@@ -236,6 +239,7 @@ def test_uninstall_keeps_config_and_state_unless_purged(tmp_path, cron_running):
     done = run_install(paths, "--uninstall")
     assert done.returncode == 0
     assert not Path(paths["CRON_FILE"]).exists()
+    assert not Path(paths["LOGROTATE_FILE"]).exists()
     assert not Path(paths["PREFIX"]).exists()
     assert not (Path(paths["BIN_DIR"]) / "check-status").exists()
     assert (Path(paths["CONFIG_DIR"]) / "check-status.env").exists()
