@@ -208,9 +208,12 @@ def run_once(
             # the heartbeat service itself alerts if pings stop arriving.
             remarks += ping_heartbeat(config.heartbeat_url, results)
         try:
-            save_state(config.state_file, state)
+            reserve_note = save_state(config.state_file, state)
         except StateError as error:
             notes.append(str(error))
+        else:
+            if reserve_note:
+                notes.append(reserve_note)
     report = RunReport(
         config.node_name,
         now,

@@ -12,6 +12,7 @@ texted) lives here. The file is:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -92,33 +93,82 @@ def _move_aside(target: Path, now: datetime, why: str) -> LoadedState:
     )
 
 
-def save_state(path: str, data: dict[str, Any]) -> None:
-    """Replace the state file atomically. Raises StateError with a one-line reason."""
+# Room kept beside the state file for the day its disk fills up, which is
+# exactly when the state matters most: without it the run could not record
+# that it texted the operators, and would text them again, or never send the
+# recovery. Given back to save the state, taken again once there is room.
+RESERVE_BYTES = 128 * 1024
+
+
+def save_state(path: str, data: dict[str, Any]) -> str | None:
+    """Replace the state file atomically. Raises StateError with a one-line reason.
+
+    Returns a note when the reserve had to be used (the disk is full).
+    """
     target = Path(path)
     payload = json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
+    reserve = target.with_name(f".{target.name}.reserve")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-        )
+        _remove_stale_temp_files(target)
+        _write_atomically(target, payload)
     except OSError as error:
-        raise StateError(f"cannot write state file {path}: {error.strerror or error}") from None
+        if error.errno != errno.ENOSPC or not reserve.exists():
+            raise StateError(f"cannot write state file {path}: {error.strerror or error}") from None
+        reserve.unlink()
+        try:
+            _write_atomically(target, payload)
+        except OSError as again:
+            raise StateError(f"cannot write state file {path}: {again.strerror or again}") from None
+        return f"disk full: state file {path} saved in the room kept for it"
+    _keep_reserve(reserve)
+    return None
+
+
+def _write_atomically(target: Path, payload: bytes) -> None:
+    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp_name, target)
-    except OSError as error:
+    except OSError:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
-        raise StateError(f"cannot write state file {path}: {error.strerror or error}") from None
+        raise
     with contextlib.suppress(OSError):
         dir_fd = os.open(target.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _remove_stale_temp_files(target: Path) -> None:
+    """A run killed mid-write leaves its temp file; the caller holds the lock, so
+    any temp file here is a leftover."""
+    for leftover in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+
+
+def _keep_reserve(reserve: Path) -> None:
+    if reserve.exists():
+        return
+    try:
+        fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return
+    try:
+        # Really allocated, not sparse: the blocks must be ours to give back.
+        os.posix_fallocate(fd, 0, RESERVE_BYTES)
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            reserve.unlink()  # no room for it yet; try again next run
+        return
+    os.close(fd)
 
 
 def load_state_readonly(path: str) -> tuple[dict[str, Any], str | None]:

@@ -39,8 +39,9 @@ def test_round_trip(tmp_path: Path) -> None:
     loaded = load_state(str(path), NOW)
     assert loaded.warning is None
     assert loaded.data == data
-    # Written atomically: no temp file is left beside it.
-    assert sorted(p.name for p in path.parent.iterdir()) == ["state.json"]
+    # Written atomically: no temp file is left beside it; the reserve for a full disk is.
+    assert sorted(p.name for p in path.parent.iterdir()) == [".state.json.reserve", "state.json"]
+    assert (path.parent / ".state.json.reserve").stat().st_blocks * 512 >= 128 * 1024
 
 
 def test_save_replaces_the_previous_state(tmp_path: Path) -> None:
@@ -311,3 +312,11 @@ def test_position_survives_json(tmp_path: Path) -> None:
     position = start_watching(path, "history\n")
     again = LogPosition.from_json(json.loads(json.dumps(position.to_json())))
     assert again == position
+
+
+def test_temp_files_left_by_killed_writes_are_removed(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    for n in range(3):
+        (tmp_path / f".state.json.killed{n}.tmp").write_text("half a state")
+    save_state(str(path), empty_state())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".state.json.reserve", "state.json"]
