@@ -51,7 +51,7 @@ def load_outbox(data: Any, recipients: Sequence[str]) -> dict[str, list[Notifica
         for item in items:
             try:
                 outbox[recipient].append(Notification.from_json(item))
-            except (KeyError, TypeError, ValueError, AttributeError):
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
                 continue
     return outbox
 

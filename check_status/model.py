@@ -109,7 +109,10 @@ def parse_time(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"time without a zone: {text!r}")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+01:00" has no UTC form
+        raise ValueError(f"time out of range: {text!r}") from None
 
 
 def human_duration(seconds: float) -> str:

@@ -55,14 +55,14 @@ def load_state(path: str, now: datetime) -> LoadedState:
     except FileNotFoundError:
         return LoadedState(empty_state())
     except IsADirectoryError:
-        return LoadedState(
-            empty_state(), f"state file {path} is a directory: remove it; running as a first run"
-        )
+        # Moved aside like a corrupt file: left in place, every save would fail,
+        # every run would be a first run, and no problem would ever be texted.
+        return _move_aside(target, now, "a directory")
     except OSError as error:
         return _move_aside(target, now, f"unreadable ({error.strerror or error})")
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        data = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return _move_aside(target, now, "not valid JSON (truncated or corrupt)")
     if not isinstance(data, dict):
         return _move_aside(target, now, "not a JSON object")
@@ -74,6 +74,11 @@ def load_state(path: str, now: datetime) -> LoadedState:
     if not isinstance(data.get("checks"), dict) or not isinstance(data.get("memory"), dict):
         return _move_aside(target, now, "wrong shape (checks/memory missing)")
     return LoadedState(data)
+
+
+def _refuse_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON, and never written here: the file was edited or damaged."""
+    raise ValueError(f"{name} in the state file")
 
 
 def _move_aside(target: Path, now: datetime, why: str) -> LoadedState:
@@ -177,7 +182,7 @@ def load_state_readonly(path: str) -> tuple[dict[str, Any], str | None]:
         data = json.loads(Path(path).read_bytes())
     except FileNotFoundError:
         return empty_state(), f"no state file at {path} yet: check-status has not run here"
-    except (OSError, ValueError, UnicodeDecodeError) as error:
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
         return empty_state(), f"state file {path} is unreadable ({type(error).__name__})"
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
         return empty_state(), f"state file {path} has an unknown format"

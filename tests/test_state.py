@@ -96,7 +96,9 @@ def test_directory_in_place_of_the_file(tmp_path: Path) -> None:
     assert "directory" in loaded.warning
     assert str(path) in loaded.warning
     assert loaded.data == empty_state()
-    assert path.is_dir()
+    # Moved aside, so the next save can put a file there.
+    assert not path.exists()
+    assert [p.is_dir() for p in tmp_path.glob("state.json.corrupt-*")] == [True]
 
 
 def test_save_where_the_directory_cannot_be_written(tmp_path: Path) -> None:

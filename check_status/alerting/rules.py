@@ -351,14 +351,14 @@ def alert_state_from_json(data: Any) -> AlertState:
     for name, item in (raw_checks if isinstance(raw_checks, dict) else {}).items():
         try:
             checks[str(name)] = _record_from_json(item)
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             continue
     silences = []
     raw_silences = data.get("silences")
     for item in raw_silences if isinstance(raw_silences, list) else []:
         try:
             silences.append(Silence.from_json(item))
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             continue
     return AlertState(checks, tuple(silences))
 

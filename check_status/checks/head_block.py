@@ -112,5 +112,5 @@ def _remembered(memory: dict[str, Any] | None) -> tuple[int | None, datetime | N
         return None, None
     try:
         return int(memory["num"]), parse_state_time(str(memory["seen_at"]))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None, None

@@ -72,7 +72,7 @@ def _stuck_for(memory: dict[str, Any] | None, lib: int, head: int, now: datetime
         previous_lib = int(memory["num"])
         previous_head = int(memory["head"])
         seen_at = parse_state_time(str(memory["seen_at"]))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
     if lib != previous_lib or head <= previous_head:
         return None

@@ -61,9 +61,13 @@ def _held_fatal_line(memory: dict[str, Any], now: datetime) -> tuple[str | None,
     try:
         line = str(memory["fatal_line"])
         age = (now - parse_state_time(str(memory["fatal_at"]))).total_seconds()
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None, 0.0
-    return (line, age) if 0 <= age < FATAL_HOLD_SECONDS else (None, 0.0)
+    if age < 0:
+        # The clock went back since the line was seen: still held, from now on.
+        memory["fatal_at"] = format_time(now)
+        age = 0.0
+    return (line, age) if age < FATAL_HOLD_SECONDS else (None, 0.0)
 
 
 def _shorten(line: str) -> str:

@@ -24,7 +24,7 @@ def judge_peer(name: str, status: Any, now: datetime) -> CheckResult:
     try:
         last_run = status["last_run"]
         at = parse_time(str(last_run["at"]))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return CheckResult(
             check, Status.CRITICAL, "its checker has never run (no last run in /status)"
         )

@@ -33,7 +33,7 @@ class LogPosition:
     def from_json(cls, data: Any) -> LogPosition | None:
         try:
             return cls(int(data["inode"]), int(data["offset"]), str(data["fingerprint"]))
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, OverflowError):
             return None
 
 
@@ -76,9 +76,11 @@ def read_new_lines(
             start = 0
         elif size < previous.offset:
             notes.append("log truncated")
+            old_lines = _finish_rotated(path, previous, max_bytes)  # copytruncate's copy
             start = 0
         elif _fingerprint(handle, min(previous.offset, _FINGERPRINT_BYTES)) != previous.fingerprint:
             notes.append("log replaced")
+            old_lines = _finish_rotated(path, previous, max_bytes)
             start = 0
         if size - start > max_bytes:
             notes.append(f"skipped {size - start - max_bytes} bytes")
@@ -101,12 +103,17 @@ def read_new_lines(
 
 
 def _finish_rotated(path: str, previous: LogPosition, max_bytes: int) -> list[str]:
-    """Read what the old file gained after our last look, if logrotate left it as `path.1`."""
+    """Read what the old file gained after our last look, if logrotate left it as
+    `path.1`: renamed (same inode) or, with copytruncate, copied (same first bytes)."""
     rotated = path + ".1"
     try:
         with open(rotated, "rb") as handle:
             stats = os.fstat(handle.fileno())
-            if stats.st_ino != previous.inode or stats.st_size <= previous.offset:
+            if stats.st_size <= previous.offset:
+                return []
+            same_file = stats.st_ino == previous.inode
+            fingerprint = _fingerprint(handle, min(previous.offset, _FINGERPRINT_BYTES))
+            if not same_file and fingerprint != previous.fingerprint:
                 return []
             handle.seek(max(previous.offset, stats.st_size - max_bytes))
             return handle.read(max_bytes).decode("utf-8", "replace").splitlines()
