@@ -1,0 +1,341 @@
+"""Property tests of the whole alerting pipeline (issue 6), as the runner drives it:
+
+    rules.decide -> delivery.enqueue -> render_for -> (Twilio) -> apply_outcomes
+
+over any sequence of 1 to 60 runs. The alert state and the outbox go through the
+state file's JSON between runs, as in the runner. Twilio is simulated per run and
+per recipient: delivery works this run or not (pending), and one recipient may be
+permanently invalid (21211: failed for good whenever Twilio is reached).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from check_status.alerting.rules import (
+    AlertState,
+    Kind,
+    Notification,
+    Policy,
+    Silence,
+    alert_state_from_json,
+    alert_state_to_json,
+    decide,
+)
+from check_status.alerting.sms import HARD_LIMIT
+from check_status.delivery import (
+    Outcome,
+    apply_outcomes,
+    enqueue,
+    load_outbox,
+    outbox_to_json,
+    render_for,
+)
+from check_status.model import CheckResult, Status
+
+START = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
+NODE = "eu2"
+CHECK_NAMES = ("nodeos", "head_block", "disk:/data")
+RECIPIENTS = ("+14155550101", "+821055550102", "+15005550001")
+TOLD = (Kind.PROBLEM, Kind.ESCALATION, Kind.SILENCE_ENDED)
+STATUSES = (Status.OK, Status.WARNING, Status.CRITICAL, Status.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class Run:
+    results: tuple[CheckResult, ...]
+    minutes: int  # since the previous run: 1, or negative when the clock went back
+    delivery_works: tuple[bool, ...]  # per recipient
+
+
+@dataclass(frozen=True)
+class SilenceAt:
+    """`check-status silence CHECKS --for MINUTES` typed just before run `run`."""
+
+    run: int
+    checks: tuple[str, ...]  # empty: the whole node
+    minutes: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    policy: Policy
+    checks: tuple[str, ...]
+    recipients: tuple[str, ...]
+    invalid: str | None  # a recipient Twilio always refuses (21211)
+    silence: SilenceAt | None
+    runs: tuple[Run, ...]
+
+
+@st.composite
+def scenarios(
+    draw: st.DrawFn, delivery_always_works: bool = False, silence: bool | None = None
+) -> Scenario:
+    policy = Policy(
+        alert_level=draw(st.sampled_from([Status.WARNING, Status.CRITICAL])),
+        alert_after=draw(st.integers(1, 3)),
+        remind_every_minutes=draw(st.sampled_from([0, 5, 15])),
+    )
+    checks = CHECK_NAMES[: draw(st.integers(2, 3))]
+    recipients = RECIPIENTS[: draw(st.integers(1, 3))]
+    invalid = recipients[-1] if len(recipients) > 1 and draw(st.booleans()) else None
+    count = draw(st.integers(1, 60))
+    runs = []
+    # Statuses last a while, as real ones do: each run a check keeps its status or,
+    # now and then, takes a new one. Incidents, recoveries and silences then happen.
+    current = dict.fromkeys(checks, Status.OK)
+    for _ in range(count):
+        for name in checks:
+            if draw(st.integers(0, 3)) == 0:
+                current[name] = draw(st.sampled_from(STATUSES))
+        results = [CheckResult("nodeos", current["nodeos"], f"nodeos {current['nodeos'].name}")]
+        for name in checks[1:]:
+            if current["nodeos"] is not Status.OK and draw(st.booleans()):
+                results.append(
+                    CheckResult(
+                        name,
+                        Status.UNKNOWN,
+                        "not judged while nodeos is failing",
+                        caused_by="nodeos",
+                    )
+                )
+            else:
+                status = current[name]
+                results.append(CheckResult(name, status, f"{name} {status.name}"))
+        jump = draw(st.integers(0, 12)) == 0  # now and then the clock goes back
+        minutes = -draw(st.sampled_from([1, 5, 30, 60, 61])) if jump else 1
+        works = tuple(True if delivery_always_works else draw(st.booleans()) for _ in recipients)
+        runs.append(Run(tuple(results), minutes, works))
+    window = None
+    if silence if silence is not None else draw(st.booleans()):
+        window = SilenceAt(
+            run=draw(st.integers(0, count // 2)),
+            checks=draw(st.sampled_from([(), ("nodeos",), ("head_block", "disk:*")])),
+            minutes=draw(st.integers(1, 12)),
+        )
+    return Scenario(policy, checks, recipients, invalid, window, tuple(runs))
+
+
+@dataclass
+class Trace:
+    """What happened in each run, for the properties to read."""
+
+    nows: list[datetime]
+    results: list[dict[str, CheckResult]]
+    silenced: list[dict[str, bool]]  # as decide saw it: a silence covering the check at `now`
+    notifications: list[list[Notification]]
+    bodies: list[dict[str, str]]
+    outcomes: list[list[Outcome]]
+    outbox_after: list[dict[str, list[Notification]]]
+    delivered: list[dict[str, list[Notification]]]  # what each recipient got in that run's SMS
+
+
+def play(scenario: Scenario) -> Trace:
+    trace = Trace([], [], [], [], [], [], [], [])
+    state: dict = {"alerts": None, "outbox": None, "delivery_failures": {}}
+    now = START
+    for index, run in enumerate(scenario.runs):
+        if index:
+            now += timedelta(minutes=run.minutes)
+        previous = alert_state_from_json(state["alerts"])
+        if scenario.silence is not None and scenario.silence.run == index:
+            wanted = scenario.silence
+            silence = Silence(
+                wanted.checks, now + timedelta(minutes=wanted.minutes), "maintenance", now
+            )
+            previous = AlertState(previous.checks, (*previous.silences, silence))
+        alert_state, notifications = decide(previous, run.results, now, scenario.policy)
+        state["alerts"] = json.loads(json.dumps(alert_state_to_json(alert_state)))
+
+        outbox = enqueue(load_outbox(state["outbox"], scenario.recipients), notifications)
+        bodies = render_for(NODE, outbox, now)
+        outcomes, codes = [], {}
+        for recipient, body in bodies.items():
+            works = run.delivery_works[scenario.recipients.index(recipient)]
+            if not works:
+                outcomes.append(Outcome(recipient, "pending", body, "Twilio 20500"))
+            elif recipient == scenario.invalid:
+                outcomes.append(Outcome(recipient, "failed", body, "Twilio 21211"))
+                codes[recipient] = 21211
+            else:
+                outcomes.append(Outcome(recipient, "sent", body, "SM" + "0" * 32))
+        delivered = {o.recipient: list(outbox[o.recipient]) for o in outcomes if o.result == "sent"}
+        outbox, failures = apply_outcomes(outbox, outcomes, state["delivery_failures"], now, codes)
+        state["outbox"] = json.loads(json.dumps(outbox_to_json(outbox)))
+        state["delivery_failures"] = failures
+
+        trace.nows.append(now)
+        trace.results.append({r.name: r for r in run.results})
+        trace.silenced.append(
+            {
+                r.name: any(s.covers(r.name, now) for s in previous.silences if now < s.until)
+                for r in run.results
+            }
+        )
+        trace.notifications.append(notifications)
+        trace.bodies.append(bodies)
+        trace.outcomes.append(outcomes)
+        trace.outbox_after.append(load_outbox(state["outbox"], scenario.recipients))
+        trace.delivered.append(delivered)
+    return trace
+
+
+def is_problem(result: CheckResult, policy: Policy) -> bool:
+    return result.caused_by is None and result.status.severity >= policy.alert_level.severity
+
+
+# --- the properties ------------------------------------------------------------------
+
+
+def one_sms_per_recipient_per_run(scenario: Scenario, trace: Trace) -> None:
+    for index, outcomes in enumerate(trace.outcomes):
+        recipients = [o.recipient for o in outcomes]
+        assert len(recipients) == len(set(recipients)), (index, recipients)
+        assert set(recipients) == set(trace.bodies[index])
+        for body in trace.bodies[index].values():
+            assert body.startswith(f"[{NODE}] ")
+            assert len(body) <= HARD_LIMIT, body  # one text, never over two segments
+
+
+def no_recovery_without_an_earlier_problem(scenario: Scenario, trace: Trace) -> None:
+    # Per incident: decide texts a RECOVERY only after telling somebody about it.
+    told = dict.fromkeys(scenario.checks, False)
+    for index, notifications in enumerate(trace.notifications):
+        assert len({n.check for n in notifications}) == len(notifications), notifications
+        for n in notifications:
+            if n.kind in TOLD:
+                told[n.check] = True
+            elif n.kind is Kind.RECOVERY:
+                assert told[n.check], (index, n)
+                told[n.check] = False
+    # Per recipient: a RECOVERY that reaches somebody follows a problem queued for them.
+    queued: dict[str, set[str]] = {r: set() for r in scenario.recipients}
+    for index, notifications in enumerate(trace.notifications):
+        for recipient in scenario.recipients:
+            queued[recipient] |= {n.check for n in notifications if n.kind in TOLD}
+        for recipient, got in trace.delivered[index].items():
+            for n in got:
+                if n.kind is Kind.RECOVERY:
+                    assert n.check in queued[recipient], (index, recipient, n)
+
+
+def every_lasting_incident_is_texted(scenario: Scenario, trace: Trace) -> None:
+    """ALERT_AFTER consecutive runs at or above ALERT_LEVEL (not consequences) in a row:
+    on every such run that is not silenced, the open incident has been texted."""
+    policy = scenario.policy
+    for check in scenario.checks:
+        streak = 0
+        told = False  # a PROBLEM/ESCALATION/SILENCE_ENDED since the last RECOVERY
+        for index in range(len(trace.nows)):
+            result = trace.results[index][check]
+            streak = streak + 1 if is_problem(result, policy) else 0
+            for n in trace.notifications[index]:
+                if n.check == check:
+                    told = n.kind in TOLD or (told and n.kind is Kind.REMINDER)
+            if streak >= policy.alert_after and not trace.silenced[index][check]:
+                assert told, (check, index, streak)
+
+
+def reminders_never_storm(scenario: Scenario, trace: Trace) -> None:
+    """A REMINDER comes at least REMIND_EVERY_MINUTES runs after the last text about that
+    check, even when the clock went back in between (runs never move it forward by more
+    than a minute, so this is the timer counted in runs)."""
+    for check in scenario.checks:
+        last_texted: int | None = None
+        for index, notifications in enumerate(trace.notifications):
+            for n in notifications:
+                if n.check != check:
+                    continue
+                if n.kind is Kind.REMINDER:
+                    assert scenario.policy.remind_every_minutes, (index, n)
+                    assert last_texted is not None, (index, n)
+                    assert index - last_texted >= scenario.policy.remind_every_minutes, (
+                        check,
+                        last_texted,
+                        index,
+                    )
+                last_texted = index if n.kind is not Kind.RECOVERY else None
+
+
+def every_texted_incident_gets_its_recovery(scenario: Scenario, trace: Trace) -> None:
+    """The other side: ALERT_AFTER OK runs in a row, not silenced, close a texted
+    incident with a RECOVERY (one that recovered during a silence, once it is over);
+    and a RECOVERY comes only after ALERT_AFTER OK runs, so a flapping check does
+    not text every other minute."""
+    policy = scenario.policy
+    for check in scenario.checks:
+        ok_streak = 0  # OK runs in a row; a consequence neither counts nor breaks it
+        told = False
+        for index in range(len(trace.nows)):
+            result = trace.results[index][check]
+            if result.caused_by is None:
+                ok_streak = ok_streak + 1 if result.status is Status.OK else 0
+            for n in trace.notifications[index]:
+                if n.check != check:
+                    continue
+                if n.kind is Kind.RECOVERY:
+                    assert told and ok_streak >= policy.alert_after, (check, index, ok_streak)
+                told = n.kind is not Kind.RECOVERY
+            # A consequence decides nothing, so the recovery waits for a run that judged it.
+            judged = result.caused_by is None
+            if judged and ok_streak >= policy.alert_after and not trace.silenced[index][check]:
+                assert not told, (check, index, ok_streak)
+
+
+def nothing_stays_queued_when_delivery_works(scenario: Scenario, trace: Trace) -> None:
+    for index, run in enumerate(scenario.runs):
+        if all(run.delivery_works):
+            assert all(not queue for queue in trace.outbox_after[index].values()), index
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenarios())
+def test_never_more_than_one_sms_per_recipient_per_run(scenario: Scenario) -> None:
+    one_sms_per_recipient_per_run(scenario, play(scenario))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(scenarios(), scenarios(silence=True)))
+def test_no_recovery_is_delivered_without_an_earlier_problem(scenario: Scenario) -> None:
+    no_recovery_without_an_earlier_problem(scenario, play(scenario))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(scenarios(), scenarios(silence=True)))
+def test_every_incident_of_alert_after_runs_is_texted_unless_silenced(
+    scenario: Scenario,
+) -> None:
+    every_lasting_incident_is_texted(scenario, play(scenario))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(scenarios(), scenarios(silence=True)))
+def test_every_texted_incident_gets_one_recovery_after_alert_after_ok_runs(
+    scenario: Scenario,
+) -> None:
+    every_texted_incident_gets_its_recovery(scenario, play(scenario))
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenarios())
+def test_reminders_never_storm_even_when_the_clock_goes_back(scenario: Scenario) -> None:
+    reminders_never_storm(scenario, play(scenario))
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenarios(delivery_always_works=True))
+def test_with_delivery_always_working_nothing_stays_in_the_outbox(scenario: Scenario) -> None:
+    trace = play(scenario)
+    nothing_stays_queued_when_delivery_works(scenario, trace)
+    # Every recipient that Twilio accepts got each notification exactly once.
+    for recipient in scenario.recipients:
+        if recipient == scenario.invalid:
+            continue
+        got = [n for delivered in trace.delivered for n in delivered.get(recipient, [])]
+        decided = [n for notes in trace.notifications for n in notes]
+        assert got == decided
