@@ -63,11 +63,36 @@ def outbox_to_json(outbox: dict[str, list[Notification]]) -> dict[str, Any]:
 def enqueue(
     outbox: dict[str, list[Notification]], notifications: Sequence[Notification]
 ) -> dict[str, list[Notification]]:
-    queued: dict[str, list[Notification]] = {}
-    for recipient, notes in outbox.items():
-        merged = _supersede([*notes, *notifications])
-        queued[recipient] = merged[-MAX_QUEUED_PER_RECIPIENT:]
-    return queued
+    return {
+        recipient: _cap(_supersede([*notes, *notifications])) for recipient, notes in outbox.items()
+    }
+
+
+# The kinds that tell a recipient about a problem; a reminder or a recovery only
+# makes sense to somebody who got one of these.
+_TELLS_OF_A_PROBLEM = (Kind.PROBLEM, Kind.ESCALATION, Kind.SILENCE_ENDED)
+
+
+def _cap(notes: list[Notification]) -> list[Notification]:
+    """The newest MAX_QUEUED_PER_RECIPIENT notifications, without orphans.
+
+    When the oldest are dropped, a dropped PROBLEM was never read by this
+    recipient, so the reminders and the recovery queued after it would tell of
+    a problem they never heard of: they go too, up to that check's next news
+    of a problem.
+    """
+    if len(notes) <= MAX_QUEUED_PER_RECIPIENT:
+        return notes
+    cut = len(notes) - MAX_QUEUED_PER_RECIPIENT
+    untold = {n.check for n in notes[:cut] if n.kind in _TELLS_OF_A_PROBLEM}
+    kept = []
+    for n in notes[cut:]:
+        if n.check in untold:
+            if n.kind not in _TELLS_OF_A_PROBLEM:
+                continue
+            untold.discard(n.check)
+        kept.append(n)
+    return kept
 
 
 def _supersede(notes: list[Notification]) -> list[Notification]:

@@ -203,6 +203,38 @@ def test_queue_is_capped_keeping_the_newest(already: int, new: int) -> None:
     assert [n.check for n in outbox[ALICE]] == [f"chk{i}" for i in range(total - kept, total)]
 
 
+def test_capping_never_leaves_a_recovery_of_a_problem_that_was_dropped() -> None:
+    # A recipient unreachable for a long while, and a flapping check: the PROBLEM
+    # that opened the incident falls off the front of the queue. Its reminder and
+    # recovery would tell of a problem this recipient never heard of.
+    filler = [note(Kind.PROBLEM, f"chk{i}", "down", i) for i in range(1, MAX_QUEUED_PER_RECIPIENT)]
+    opened = note(Kind.PROBLEM, "nodeos", "connection refused", 0)
+    reminder = note(Kind.REMINDER, "nodeos", "connection refused", 40)
+    recovered = note(Kind.RECOVERY, "nodeos", "", 41)
+    reopened = note(Kind.PROBLEM, "nodeos", "timeout", 42)
+    closed_again = note(Kind.RECOVERY, "nodeos", "", 43)
+    outbox = enqueue(load_outbox(None, [ALICE]), [opened, *filler])
+    assert outbox[ALICE][0] == opened  # exactly full: nothing dropped yet
+    outbox = enqueue(outbox, [reminder, recovered, reopened, closed_again])
+    kept = outbox[ALICE]
+    assert opened not in kept
+    assert reminder not in kept and recovered not in kept
+    # The next incident of the same check was queued whole: it stays.
+    assert kept[-2:] == [reopened, closed_again]
+    assert len(kept) <= MAX_QUEUED_PER_RECIPIENT
+
+
+def test_capping_keeps_a_recovery_of_a_problem_already_delivered() -> None:
+    # The recipient got the PROBLEM in an earlier SMS: the queue holds only the
+    # recovery, which must survive the cap like any other newest item.
+    filler = [note(Kind.PROBLEM, f"chk{i}", "down", i) for i in range(MAX_QUEUED_PER_RECIPIENT)]
+    recovered = note(Kind.RECOVERY, "nodeos", "", 45)
+    outbox = enqueue(load_outbox(None, [ALICE]), filler)
+    outbox = enqueue(outbox, [recovered])
+    assert outbox[ALICE][-1] == recovered
+    assert len(outbox[ALICE]) == MAX_QUEUED_PER_RECIPIENT
+
+
 # --- the state file -------------------------------------------------------------
 
 
