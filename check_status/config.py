@@ -36,9 +36,21 @@ class Key:
 # --- parsers: (key, raw text) -> value, raising ConfigError with one clear line ---
 
 
+# A healthchecks.io ping URL's path is its secret token: whoever has it can ping.
+_PATH_IS_SECRET = frozenset({"HEARTBEAT_URL"})
+
+
 def _fail(key: str, raw: str, expected: str, secret: bool = False) -> ConfigError:
-    shown = "(hidden)" if secret else repr(raw)
+    shown = "(hidden)" if secret else repr(_without_secrets(key, raw))
     return ConfigError(f"{key}={shown} is not valid: expected {expected}")
+
+
+def _without_secrets(key: str, raw: str) -> str:
+    """The value as the operator typed it, less any password or ping token in a URL."""
+    shown = re.sub(r"//[^/\s,]*@", "//***@", raw)
+    if key in _PATH_IS_SECRET:
+        shown = re.sub(r"(//[^/\s]*)/\S+", r"\1/***", shown)
+    return shown
 
 
 def _integer(low: int, high: int) -> Callable[[str, str], int]:

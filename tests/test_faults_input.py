@@ -389,14 +389,14 @@ def test_misbehaving_nodeos_is_named_in_bounded_time_and_memory(
 
 BAD_VALUES = {
     "NODE_NAME": "eu 2!",
-    "NODEOS_URL": "ftp://127.0.0.1:8888",
+    "NODEOS_URL": "ftp://operator:n0d3pass@127.0.0.1:8888",
     "EXPECTED_CHAIN_ID": "aca376f2",
     "HEAD_LAG_WARN_SECONDS": "abc",
     "HEAD_LAG_CRIT_SECONDS": "0",
     "HEAD_STALL_SECONDS": "1",
     "LIB_LAG_WARN_BLOCKS": "-1",
     "LIB_LAG_CRIT_BLOCKS": "1.5k",
-    "ENDPOINTS": "https://eu.example.io,eu1.example.io",
+    "ENDPOINTS": "https://api:endp0intpass@eu.example.io,eu1.example.io",
     "ENDPOINT_REQUESTS": "11",
     "DISK_PATHS": "/,data",
     "DISK_WARN_PERCENT": "101",
@@ -415,14 +415,21 @@ BAD_VALUES = {
     "ALERT_AFTER": "0",
     "REMIND_EVERY_MINUTES": "-5",
     "TWILIO_API_BASE_URL": "api.twilio.com",
-    "HEARTBEAT_URL": "http://hc-ping.com:0/uuid",
-    "PEERS": "http://10.0.0.1:8899",
+    "HEARTBEAT_URL": "http://hc-ping.com:0/5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278",
+    "PEERS": "eu1=http://watch:p33rpass@10.0.0.1:0",
     "HEALTH_CACHE_SECONDS": "61",
     "PROMETHEUS_TEXTFILE": "check_status.prom",
     "CRON_FILE": "cron.d/check-status",
 }
 # Set in every case: a bad value elsewhere must not print it either.
 GOOD_SECRET = "5ecret5ecret5ecret5ecret5ecret00"
+# What a bad value holds that is a secret: a URL's password, a heartbeat's ping token.
+SECRETS_IN_BAD_VALUES = {
+    "NODEOS_URL": "n0d3pass",
+    "ENDPOINTS": "endp0intpass",
+    "HEARTBEAT_URL": "5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278",
+    "PEERS": "p33rpass",
+}
 
 
 def test_every_config_key_has_a_bad_value():
@@ -446,6 +453,9 @@ def test_bad_config_value_exits_3_with_one_line_naming_the_key(write_env, key):
         assert lines[0].startswith("CHECK-STATUS UNKNOWN - config: TWILIO_AUTH_TOKEN=(hidden) ")
         for word in (bad, *bad.split()):
             assert word not in done.stdout
+    elif key in SECRETS_IN_BAD_VALUES:
+        assert SECRETS_IN_BAD_VALUES[key] not in done.stdout
+        assert f"{key}='" in lines[0] and "***" in lines[0]  # the rest is shown
     else:
         assert f"{key}='" in lines[0]  # the operator sees what was given
 
