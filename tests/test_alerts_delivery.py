@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -268,12 +269,13 @@ def test_a_failed_heartbeat_is_reported_but_not_fatal(cli, nodeos, write_env):
     assert "secret-uuid" not in result.output
 
 
-def test_a_run_that_texts_nobody_does_not_import_twilio(nodeos, write_env):
-    env = dict(os.environ, CHECK_STATUS_ENV_FILE=str(write_env(NODEOS_URL=nodeos.url)))
+def imports_of_one_run(env_file: Path) -> tuple[str, bool, bool]:
+    """One whole `check-status` process: its line, and whether twilio and requests loaded."""
+    env = dict(os.environ, CHECK_STATUS_ENV_FILE=str(env_file))
     script = (
         "import atexit, sys\n"
-        "loaded = lambda: any(m.startswith('twilio') for m in sys.modules)\n"
-        "atexit.register(lambda: print('twilio loaded:', loaded()))\n"
+        "loaded = lambda name: any(m.split('.')[0] == name for m in sys.modules)\n"
+        "atexit.register(lambda: print('loaded:', loaded('twilio'), loaded('requests')))\n"
         "from check_status.cli import entry\n"
         "sys.argv = ['check-status']\n"
         "entry()\n"
@@ -281,21 +283,31 @@ def test_a_run_that_texts_nobody_does_not_import_twilio(nodeos, write_env):
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
     )
-    assert done.stdout.startswith("CHECK-STATUS OK")
-    assert done.stdout.strip().endswith("twilio loaded: False")
+    line, loaded = done.stdout.strip().splitlines()
+    twilio_loaded, requests_loaded = (word == "True" for word in loaded.split()[1:])
+    return line, twilio_loaded, requests_loaded
 
 
-def test_a_run_that_texts_does_import_twilio(alert_env):
-    """The counterpart, so the test above could fail."""
-    env = dict(os.environ, CHECK_STATUS_ENV_FILE=str(alert_env()))
-    script = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print('twilio loaded:', 'twilio.rest' in sys.modules))\n"
-        "from check_status.cli import entry\n"
-        "sys.argv = ['check-status']\n"
-        "entry()\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
-    )
-    assert done.stdout.strip().endswith("twilio loaded: True")
+def test_a_run_without_sms_settings_imports_neither_twilio_nor_requests(nodeos, write_env):
+    line, twilio_loaded, requests_loaded = imports_of_one_run(write_env(NODEOS_URL=nodeos.url))
+    assert line.startswith("CHECK-STATUS OK")
+    assert (twilio_loaded, requests_loaded) == (False, False)
+
+
+def test_a_run_with_sms_settings_but_nothing_to_text_does_not_import_twilio(
+    nodeos, alert_env, twilio
+):
+    # Twilio configured, as on every deployed node, and a healthy node: the
+    # every-minute run must not pay for the SDK.
+    line, twilio_loaded, requests_loaded = imports_of_one_run(alert_env(NODEOS_URL=nodeos.url))
+    assert line.startswith("CHECK-STATUS OK"), line
+    assert twilio.messages == []
+    assert (twilio_loaded, requests_loaded) == (False, False)
+
+
+def test_a_run_that_texts_does_import_twilio(alert_env, twilio):
+    """The counterpart, so the tests above could fail."""
+    line, twilio_loaded, requests_loaded = imports_of_one_run(alert_env())
+    assert line.startswith("CHECK-STATUS CRITICAL"), line
+    assert len(twilio.messages) == 2
+    assert (twilio_loaded, requests_loaded) == (True, True)
