@@ -114,6 +114,15 @@ def _deadline_reached(signum: int, frame: Any) -> None:
     os._exit(int(Status.UNKNOWN))
 
 
+def _at_a_terminal() -> bool:
+    """True when a person typed this run. cron, a systemd timer or NRPE give no terminal.
+
+    Only scheduled runs prove that the schedule works: an operator's
+    `check-status -v` must not make self-test's freshness item pass.
+    """
+    return any(stream.isatty() for stream in (sys.stdin, sys.stdout, sys.stderr))
+
+
 @main.command("run")
 @common_options
 @click.option(
@@ -152,7 +161,13 @@ def run_command(
     now = utc_now()
     try:
         with run_lock(config.lock_file, now) as lock_note:
-            report = run_once(config, now, dry_run=dry_run, notes=(lock_note,) if lock_note else ())
+            report = run_once(
+                config,
+                now,
+                dry_run=dry_run,
+                notes=(lock_note,) if lock_note else (),
+                scheduled=not _at_a_terminal(),
+            )
     except LockBusy as busy:
         fail(f"{busy}; this run did nothing")
     finally:

@@ -344,9 +344,19 @@ def freshness(
     installed_at: datetime | None,
     now: datetime,
     entry_exists: bool = True,
+    last_hand_run: datetime | None = None,
 ) -> Item:
-    """The local proof that cron really runs it: the state file's last run is recent."""
+    """The local proof that cron really runs it: the state file's last scheduled run is recent.
+
+    `last_run` is the last run without a terminal (cron's); a run typed by an
+    operator (`last_hand_run`) proves nothing about the schedule and is only named.
+    """
     name = "freshness"
+    by_hand = (
+        f"; the run by hand {human_duration(max((now - last_hand_run).total_seconds(), 0))} ago does not count"
+        if last_hand_run is not None and (last_run is None or last_hand_run > last_run)
+        else ""
+    )
     if not entry_exists:
         return warned(name, "no cron entry, so nothing to prove yet", "run install.sh")
     if installed_at is not None and (last_run is None or last_run < installed_at):
@@ -361,17 +371,17 @@ def freshness(
     if last_run is None:
         return failed(
             name,
-            "installed but not running: no run recorded in the state file",
+            f"installed but not running: no scheduled run recorded in the state file{by_hand}",
             "check the cron entry and /var/log/check-status.log; is cron running?",
         )
     age = (now - last_run).total_seconds()
     if age > 180:
         return failed(
             name,
-            f"installed but not running: the last run was {human_duration(age)} ago",
+            f"installed but not running: the last scheduled run was {human_duration(age)} ago{by_hand}",
             "check the cron entry, the cron daemon and the log file named in the entry",
         )
-    return passed(name, f"last run {human_duration(max(age, 0))} ago")
+    return passed(name, f"last scheduled run {human_duration(max(age, 0))} ago")
 
 
 def worst_result(items: list[Item]) -> Status:

@@ -177,9 +177,17 @@ def _count(record: dict[str, Any], key: str) -> int:
 
 
 def run_once(
-    config: Config, now: datetime, *, dry_run: bool = False, notes: tuple[str, ...] = ()
+    config: Config,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    notes: tuple[str, ...] = (),
+    scheduled: bool = True,
 ) -> RunReport:
     """One whole run. The caller holds the run lock; `notes` are its problems so far.
+
+    `scheduled` is False for a run typed at a terminal: it is recorded as the
+    last run, but not as the last scheduled one, which alone proves cron works.
 
     Order matters: alerts go out before the state is saved, because a full
     disk can make the save fail and the alert must still be sent.
@@ -196,7 +204,13 @@ def run_once(
 
     state["checks"] = track_statuses(state.get("checks", {}), results, now)
     state["memory"] = new_memory
-    state["last_run"] = {"at": format_time(now), "status": worst(r.status for r in results).name}
+    state["last_run"] = {
+        "at": format_time(now),
+        "status": worst(r.status for r in results).name,
+        "by": "schedule" if scheduled else "hand",
+    }
+    if scheduled:
+        state["last_scheduled_run"] = {"at": state["last_run"]["at"]}
 
     alerts = alert_operators(config, state, results, now, dry_run=dry_run)
     notes += alerts.notes

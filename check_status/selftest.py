@@ -44,11 +44,9 @@ def freshness_item(config: Config, expected_executable: Path, now: datetime) -> 
     from check_status.state import load_state_readonly
 
     state, _problem = load_state_readonly(config.state_file)
-    last_run = None
-    try:
-        last_run = parse_time(str(state["last_run"]["at"]))
-    except (KeyError, TypeError, ValueError):
-        last_run = None
+    last_scheduled_run = _time_of(state, "last_scheduled_run")
+    last_run = _time_of(state, "last_run")
+    last_hand_run = last_run if last_run != last_scheduled_run else None
     installed_at = None
     for marker in (Path(config.cron_file), expected_executable):
         try:
@@ -56,7 +54,20 @@ def freshness_item(config: Config, expected_executable: Path, now: datetime) -> 
             break
         except OSError:
             continue
-    return freshness(last_run, installed_at, now, cron_entry_exists(Path(config.cron_file)))
+    return freshness(
+        last_scheduled_run,
+        installed_at,
+        now,
+        cron_entry_exists(Path(config.cron_file)),
+        last_hand_run,
+    )
+
+
+def _time_of(state: dict, key: str) -> datetime | None:
+    try:
+        return parse_time(str(state[key]["at"]))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
 
 
 def node_items(config: Config) -> Iterator[Item]:

@@ -17,13 +17,10 @@ from check_status.model import format_time, human_duration, parse_time
 
 def build(state: dict[str, Any], config: Config, now: datetime) -> dict[str, Any]:
     alerts = alert_state_from_json(state.get("alerts"))
-    last_run = state.get("last_run") if isinstance(state.get("last_run"), dict) else None
-    age = None
-    if last_run:
-        try:
-            age = (now - parse_time(str(last_run["at"]))).total_seconds()
-        except (KeyError, ValueError):
-            age = None
+    last_run = _record(state, "last_run")
+    age = _age(last_run, now)
+    last_scheduled = _record(state, "last_scheduled_run")
+    scheduled_age = _age(last_scheduled, now)
     incidents = []
     for name, record in sorted(alerts.checks.items()):
         incident = record.incident
@@ -40,7 +37,13 @@ def build(state: dict[str, Any], config: Config, now: datetime) -> dict[str, Any
         "last_run": {
             "at": last_run.get("at") if last_run else None,
             "status": last_run.get("status") if last_run else None,
+            "by": last_run.get("by") if last_run else None,
             "age_seconds": round(age) if age is not None else None,
+        },
+        # Runs typed at a terminal prove nothing about cron: peers judge this one.
+        "last_scheduled_run": {
+            "at": last_scheduled.get("at") if last_scheduled else None,
+            "age_seconds": round(scheduled_age) if scheduled_age is not None else None,
         },
         "checks": {
             name: {
@@ -65,12 +68,31 @@ def build(state: dict[str, Any], config: Config, now: datetime) -> dict[str, Any
     }
 
 
+def _record(state: dict[str, Any], key: str) -> dict[str, Any] | None:
+    record = state.get(key)
+    return record if isinstance(record, dict) else None
+
+
+def _age(record: dict[str, Any] | None, now: datetime) -> float | None:
+    if record is None:
+        return None
+    try:
+        return (now - parse_time(str(record["at"]))).total_seconds()
+    except (KeyError, ValueError, OverflowError):
+        return None
+
+
 def render(view: dict[str, Any]) -> str:
     lines = []
     last = view["last_run"]
     if last["at"]:
         ago = human_duration(last["age_seconds"]) if last["age_seconds"] is not None else "?"
-        lines.append(f"{view['node']}: last run {last['at']} ({last['status']}), {ago} ago")
+        by = " by hand" if last.get("by") == "hand" else ""
+        lines.append(f"{view['node']}: last run{by} {last['at']} ({last['status']}), {ago} ago")
+        scheduled = view["last_scheduled_run"]
+        if by:
+            when = f"{scheduled['at']}" if scheduled["at"] else "none recorded"
+            lines.append(f"last scheduled (cron) run: {when}")
     else:
         lines.append(f"{view['node']}: no run recorded yet")
     lines.append(view.get("problem") or view["sms"])

@@ -83,7 +83,7 @@ def test_cron_really_runs_the_installed_checker(tmp_path):
                 text=True,
                 env={**os.environ, "CRON_FILE": str(cron_file)},
             )
-            assert "PASS freshness: last run" in late.stdout, late.stdout
+            assert "PASS freshness: last scheduled run" in late.stdout, late.stdout
             assert "PASS cron daemon" in late.stdout
             log = Path(paths["LOG_FILE"]).read_text()
             assert log.startswith("CHECK-STATUS OK - "), log

@@ -65,12 +65,19 @@ def peer(write_env, tmp_path):
     """A peer node's `check-status serve`, with a state file whose last run we choose."""
     servers = []
 
-    def start(last_run_age: float | None):
+    def start(last_run_age: float | None, by_hand_age: float | None = None):
+        """The peer's last scheduled run so long ago; then maybe one typed by hand."""
         state_file = tmp_path / "peer-state.json"
         state = {"schema": 1, "checks": {}, "memory": {}}
         if last_run_age is not None:
-            at = datetime.now(UTC) - timedelta(seconds=last_run_age)
-            state["last_run"] = {"at": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "status": "OK"}
+            at = (datetime.now(UTC) - timedelta(seconds=last_run_age)).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            )
+            state["last_run"] = {"at": at, "status": "OK", "by": "schedule"}
+            state["last_scheduled_run"] = {"at": at}
+        if by_hand_age is not None:
+            at = (datetime.now(UTC) - timedelta(seconds=by_hand_age)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            state["last_run"] = {"at": at, "status": "OK", "by": "hand"}
         state_file.write_text(json.dumps(state))
         config = load(str(write_env(STATE_FILE=state_file, NODE_NAME="eu1")))
         server = HealthServer(config, ("127.0.0.1", 0))
@@ -98,7 +105,14 @@ def test_a_peer_whose_checker_stopped_is_critical(cli, nodeos, tmp_path, peer):
     code, check = run_with_peer(cli, nodeos, tmp_path, peer(last_run_age=300))
     assert code == 2
     assert check["status"] == "CRITICAL"
-    assert check["summary"] == "its checker stopped: last run 5m ago"
+    assert check["summary"] == "its checker stopped: last cron run 5m ago"
+
+
+def test_a_peer_run_by_hand_while_its_cron_is_broken_is_still_critical(cli, nodeos, tmp_path, peer):
+    # An operator's `check-status -v` on the peer a moment ago proves nothing about its cron.
+    code, check = run_with_peer(cli, nodeos, tmp_path, peer(last_run_age=600, by_hand_age=10))
+    assert code == 2
+    assert check["summary"] == "its checker stopped: last cron run 10m ago"
 
 
 def test_a_peer_that_runs_is_ok(cli, nodeos, tmp_path, peer):
@@ -120,3 +134,26 @@ def test_an_unreachable_peer_is_critical(cli, nodeos, tmp_path):
         "summary": "unreachable: connection refused",
         "metrics": {},
     }
+
+
+@pytest.mark.parametrize(
+    ("peer_clock_ahead_minutes", "ran_before_peer_now", "expected"),
+    [
+        (60, 30, "OK"),  # the peer's clock is an hour ahead: still ran 30 s ago
+        (-60, 30, "OK"),  # an hour behind
+        (60, 300, "CRITICAL"),  # stopped 5 minutes ago by its own clock
+        (-60, 300, "CRITICAL"),
+    ],
+)
+def test_a_peer_is_judged_on_its_own_clock(peer_clock_ahead_minutes, ran_before_peer_now, expected):
+    from check_status.checks.peer import judge_peer
+
+    ours = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
+    theirs = ours + timedelta(minutes=peer_clock_ahead_minutes)
+    ran = theirs - timedelta(seconds=ran_before_peer_now)
+    status = {
+        "time": theirs.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "last_run": {"at": ran.strftime("%Y-%m-%dT%H:%M:%SZ"), "status": "OK"},
+        "last_scheduled_run": {"at": ran.strftime("%Y-%m-%dT%H:%M:%SZ")},
+    }
+    assert judge_peer("eu1", status, ours).status.name == expected

@@ -366,7 +366,7 @@ def ago(seconds: float) -> datetime:
 
 def test_a_fresh_run_passes():
     item = freshness(ago(30), ago(3600), NOW, True)
-    assert item.result == "PASS" and item.detail == "last run 30s ago"
+    assert item.result == "PASS" and item.detail == "last scheduled run 30s ago"
 
 
 def test_a_last_run_five_minutes_ago_fails():
@@ -396,6 +396,21 @@ def test_installed_ten_minutes_ago_and_never_run_fails():
 
 def test_no_install_time_and_no_run_fails():
     assert freshness(None, None, NOW, True).result == "FAIL"
+
+
+def test_a_run_by_hand_does_not_prove_that_cron_runs_it():
+    item = freshness(ago(600), ago(3600), NOW, True, last_hand_run=ago(20))
+    assert item.result == "FAIL"
+    assert item.detail == (
+        "installed but not running: the last scheduled run was 10m ago;"
+        " the run by hand 20s ago does not count"
+    )
+
+
+def test_only_runs_by_hand_since_install_fail():
+    item = freshness(None, ago(600), NOW, True, last_hand_run=ago(5))
+    assert item.result == "FAIL"
+    assert "no scheduled run recorded" in item.detail and "by hand 5s ago" in item.detail
 
 
 def test_without_a_cron_entry_there_is_nothing_to_prove():
@@ -692,6 +707,55 @@ def test_sms_not_configured_only_warns(cli, installed, state_file, cron_daemon):
     assert_nothing_else_fails(items, cron_daemon)
     if cron_daemon:
         assert result.exit_code == 0, result.output
+
+
+def run_at_a_terminal(env_file: Path) -> str:
+    """`check-status -v` as an operator types it: the real console script on a real pty."""
+    import pty
+
+    output = bytearray()
+
+    def read(fd: int) -> bytes:
+        data = os.read(fd, 4096)
+        output.extend(data)
+        return data
+
+    saved_argv = sys.argv
+    try:
+        pty.spawn([str(EXE), "--env-file", str(env_file), "-v"], read)
+    finally:
+        sys.argv = saved_argv
+    return output.decode(errors="replace")
+
+
+def test_a_run_typed_at_a_terminal_does_not_pass_freshness(cli, installed, state_file):
+    env_file = installed.write()
+    cli("run", "--env-file", str(env_file))  # cron's run, without a terminal
+    scheduled = json.loads(state_file.read_text())["last_scheduled_run"]["at"]
+    ten_minutes_ago = time.time() - 600
+    # Pretend cron's run was ten minutes ago: then cron stopped.
+    state = json.loads(state_file.read_text())
+    old = datetime.fromtimestamp(ten_minutes_ago, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    state["last_scheduled_run"]["at"] = state["last_run"]["at"] = old
+    state_file.write_text(json.dumps(state))
+
+    shown = run_at_a_terminal(env_file)
+    assert "CHECK-STATUS OK" in shown, shown
+    state = json.loads(state_file.read_text())
+    assert state["last_run"]["by"] == "hand" and state["last_run"]["at"] >= scheduled
+    assert state["last_scheduled_run"]["at"] == old  # the hand run did not touch it
+
+    result = self_test(cli, env_file)
+    [line] = item_lines(result.output, "freshness")
+    assert line.startswith(
+        "FAIL freshness: installed but not running: the last scheduled run was 10m"
+    )
+    assert "does not count" in line
+    assert result.exit_code == 2
+    status = cli("status", "--env-file", str(env_file))
+    assert (
+        "last run by hand" in status.output and f"last scheduled (cron) run: {old}" in status.output
+    )
 
 
 def test_a_cron_entry_that_never_ran_fails_freshness(cli, installed, state_file):

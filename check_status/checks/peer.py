@@ -23,18 +23,24 @@ def judge_peer(name: str, status: Any, now: datetime) -> CheckResult:
         return CheckResult(check, Status.CRITICAL, f"unreachable: {status.reason}")
     try:
         last_run = status["last_run"]
-        at = parse_time(str(last_run["at"]))
-    except (KeyError, TypeError, ValueError, OverflowError):
+        # Only a scheduled run proves the peer's cron works; a peer of an older
+        # version reports just its last run.
+        scheduled = status.get("last_scheduled_run") or last_run
+        at = parse_time(str(scheduled["at"]))
+        # Measured on the peer's own clock when it says what time it is, so
+        # clocks that disagree between nodes raise no false alarm.
+        peer_now = parse_time(str(status["time"])) if "time" in status else now
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
         return CheckResult(
-            check, Status.CRITICAL, "its checker has never run (no last run in /status)"
+            check, Status.CRITICAL, "its checker has never run by cron (no last run in /status)"
         )
-    age = (now - at).total_seconds()
+    age = (peer_now - at).total_seconds()
     metrics = (Metric("last_run_age_seconds", round(age, 1), "s", crit=PEER_STALE_SECONDS),)
     if age > PEER_STALE_SECONDS:
         return CheckResult(
             check,
             Status.CRITICAL,
-            f"its checker stopped: last run {human_duration(age)} ago",
+            f"its checker stopped: last cron run {human_duration(age)} ago",
             metrics,
         )
     peer_status = str(last_run.get("status") or "?")
