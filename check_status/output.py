@@ -58,7 +58,9 @@ def nagios_line(report: RunReport) -> str:
     words = problems_in_words(report.results) or healthy_in_words(report.results)
     if report.notes:
         words += "; " + "; ".join(report.notes)
-    line = f"CHECK-STATUS {report.status.name} - {words}"
+    # Nagios reads everything after the first '|' as perfdata; a proxy's page
+    # title ("api.example.io | 502: Bad gateway") must not end the text early.
+    line = f"CHECK-STATUS {report.status.name} - {words.replace('|', '/')}"
     perf = perfdata(report.results)
     return f"{line} | {perf}" if perf else line
 

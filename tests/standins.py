@@ -61,6 +61,11 @@ HTML_502 = (
     b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
     b"</h1></center><hr><center>nginx</center></body></html>"
 )
+# Cloudflare's error pages put a '|' in the title, the Nagios perfdata separator.
+HTML_502_CLOUDFLARE = (
+    b"<!DOCTYPE html><html><head><title>api.example.io | 502: Bad gateway</title></head>"
+    b"<body>Bad gateway</body></html>"
+)
 PATRONEOS_503 = b'{"message":"NODEOS_UNREACHABLE","code":503}'
 BIG_BODY = b'{"x":"' + b"a" * 10_000_000 + b'"}'
 INVALID_UTF8_BODY = b'{"chain_id":"\xff\xfe"}'
@@ -72,6 +77,7 @@ NODEOS_MODES = frozenset(
     {
         "ok",
         "html502",
+        "html502_cloudflare",
         "error404",
         "error500",
         "patroneos",
@@ -337,6 +343,8 @@ class _NodeosHandler(_Handler):
             self._send(200, json.dumps(body, indent=2).encode())
         elif mode == "html502":
             self._send(502, HTML_502, _HTML)
+        elif mode == "html502_cloudflare":
+            self._send(502, HTML_502_CLOUDFLARE, _HTML)
         elif mode == "error404":
             self._send(404, _fixture_bytes(ERROR_404_FIXTURE))
         elif mode == "error500":

@@ -139,6 +139,16 @@ def test_nodeos_failures_are_named(cli, nodeos, write_env, mode, expected):
     assert checks["head_block"]["caused_by"] == "nodeos"
 
 
+def test_a_pipe_in_a_summary_never_breaks_the_perfdata(cli, nodeos, write_env):
+    # Nagios splits the line at the first '|': text before, perfdata after.
+    nodeos.mode = "html502_cloudflare"
+    result = cli("--env-file", str(write_env(NODEOS_URL=nodeos.url)))
+    assert result.exit_code == 2
+    text, perf = result.output.strip().split("|")  # exactly one '|'
+    assert "(HTML page: api.example.io / 502: Bad gateway)" in text
+    assert perf.strip().startswith("'")
+
+
 def test_unreachable_port_says_connection_refused(cli, write_env):
     url = f"http://127.0.0.1:{free_port()}"
     result = cli("--env-file", str(write_env(NODEOS_URL=url)))
