@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from check_status.config import Config
 from check_status.installation import (
@@ -157,13 +158,16 @@ def heartbeat_item(config: Config) -> Item | None:
     from check_status.probes.http import exchange
 
     where = host_label(config.heartbeat_url)
-    # HEAD: reachability without registering a run on the heartbeat service.
-    reply = exchange("HEAD", config.heartbeat_url, 5)
+    # The service's root, never the ping URL: healthchecks.io counts HEAD and GET
+    # on the ping URL as a ping, and a self-test must not reset the dead-man's timer
+    # of a checker that may be dead. Any HTTP answer proves DNS, TLS and the route.
+    parts = urlsplit(config.heartbeat_url)
+    reply = exchange("HEAD", urlunsplit((parts.scheme, parts.netloc, "/", "", "")), 5)
     if isinstance(reply, ProbeFailure):
         return failed("heartbeat", f"{where}: {reply.reason}", "check HEARTBEAT_URL")
-    if reply.status >= 400 and reply.status != 405:
+    if reply.status >= 500:
         return failed("heartbeat", f"{where}: HTTP {reply.status}", "check HEARTBEAT_URL")
-    return passed("heartbeat", f"{where} reachable")
+    return passed("heartbeat", f"{where} reachable (checked without pinging)")
 
 
 def self_test(

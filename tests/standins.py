@@ -296,6 +296,44 @@ class _LoopbackHTTP:
 
 
 # --------------------------------------------------------------------------------------
+# a dead-man's switch (healthchecks.io)
+# --------------------------------------------------------------------------------------
+
+
+class _HeartbeatHandler(_Handler):
+    """As healthchecks.io: HEAD, GET or POST on /ping/<uuid>[/fail] is a ping."""
+
+    def do_HEAD(self) -> None:
+        self._ping()
+
+    def do_GET(self) -> None:
+        self._ping()
+
+    def do_POST(self) -> None:
+        self._ping()
+
+    def _ping(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._read_body()
+        standin: HeartbeatStandIn = self.server.standin  # type: ignore[assignment]
+        standin._record_request(self.command, self.path)
+        if urlsplit(self.path).path.startswith("/ping/"):
+            self._send(200, b"OK", "text/plain")
+        else:
+            self._send(404, b"not found", "text/plain")
+
+
+class HeartbeatStandIn(_LoopbackHTTP):
+    handler_class = _HeartbeatHandler
+
+    @property
+    def pings(self) -> list[str]:
+        """Every request the service counts as a ping: `METHOD /ping/...`."""
+        with self._lock:
+            return [f"{m} {p}" for m, p in self.requests if urlsplit(p).path.startswith("/ping/")]
+
+
+# --------------------------------------------------------------------------------------
 # nodeos
 # --------------------------------------------------------------------------------------
 

@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.standins import TwilioStandIn, free_port
+from tests.standins import HeartbeatStandIn, TwilioStandIn, free_port
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "f00dfeedf00dfeedf00dfeedf00dfeed"
@@ -224,39 +223,30 @@ def test_silence_rejects_a_bad_duration_with_exit_3(tmp_path):
     ]
 
 
-class _PingRecorder(BaseHTTPRequestHandler):
-    paths: list[str]
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.paths.append(self.path)  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
-def ping_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _PingRecorder)
-    server.paths = []  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
+def ping_server() -> Iterator[HeartbeatStandIn]:
+    with HeartbeatStandIn() as server:
+        yield server
+
+
+PING_PATH = "/ping/5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278"
 
 
 def test_heartbeat_pings_and_fails(cli, nodeos, write_env, ping_server):
-    url = f"http://127.0.0.1:{ping_server.server_port}/ping/5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278"
+    url = f"{ping_server.url}{PING_PATH}"
     assert (
         cli("--env-file", str(write_env(NODEOS_URL=nodeos.url, HEARTBEAT_URL=url))).exit_code == 0
     )
     down = write_env(NODEOS_URL=f"http://127.0.0.1:{free_port()}", HEARTBEAT_URL=url)
     assert cli("--env-file", str(down)).exit_code == 2
-    assert ping_server.paths == [
-        "/ping/5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278",
-        "/ping/5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278/fail",
-    ]
+    assert ping_server.pings == [f"POST {PING_PATH}", f"POST {PING_PATH}/fail"]
+
+
+def test_heartbeat_fail_goes_before_the_query_string(cli, write_env, ping_server):
+    url = f"{ping_server.url}{PING_PATH}?rid=eu2"
+    down = write_env(NODEOS_URL=f"http://127.0.0.1:{free_port()}", HEARTBEAT_URL=url)
+    assert cli("--env-file", str(down)).exit_code == 2
+    assert ping_server.pings == [f"POST {PING_PATH}/fail?rid=eu2"]
 
 
 def test_a_failed_heartbeat_is_reported_but_not_fatal(cli, nodeos, write_env):

@@ -33,7 +33,7 @@ from check_status.installation import (
     freshness,
     misnamed_siblings,
 )
-from tests.standins import NodeosStandIn, TwilioStandIn, free_port
+from tests.standins import HeartbeatStandIn, NodeosStandIn, TwilioStandIn, free_port
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "f00dfeedf00dfeedf00dfeedf00dfeed"
@@ -695,6 +695,21 @@ def test_an_unreachable_heartbeat_names_only_the_host(cli, installed):
     [line] = item_lines(result.output, "heartbeat")
     assert line == f"FAIL heartbeat: 127.0.0.1:{port}: connection refused"
     assert secret not in result.output and "/ping" not in result.output
+
+
+def test_a_reachable_heartbeat_passes_without_being_pinged(cli, installed):
+    # A self-test must not reset the dead-man's timer of a checker that may be dead.
+    with HeartbeatStandIn() as service:
+        secret = "5f1e0c3a-1b2c-4d5e-8f90-abcdefabcdef"
+        env_file = installed.write(HEARTBEAT_URL=f"{service.url}/ping/{secret}")
+        result = self_test(cli, env_file)
+        [line] = item_lines(result.output, "heartbeat")
+        assert (
+            line == f"PASS heartbeat: 127.0.0.1:{service.port} reachable (checked without pinging)"
+        )
+        assert service.requests == [("HEAD", "/")]
+        assert service.pings == []
+        assert secret not in result.output
 
 
 def test_sms_not_configured_only_warns(cli, installed, state_file, cron_daemon):

@@ -7,6 +7,8 @@ A failed ping is reported but never fatal.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from check_status.model import ProbeFailure, Status
 from check_status.notify import NotifyError
 from check_status.probes.http import exchange, host_label
@@ -15,7 +17,11 @@ HEARTBEAT_TIMEOUT_SECONDS = 5
 
 
 def heartbeat_target(url: str, status: Status) -> str:
-    return f"{url}/fail" if status is Status.CRITICAL else url
+    """`<url>/fail` for a CRITICAL run; a query string (`?rid=...`) stays at the end."""
+    if status is not Status.CRITICAL:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/fail"))
 
 
 def ping(
@@ -24,8 +30,17 @@ def ping(
     """POST the one-line result to the ping URL. Raises NotifyError.
 
     Error messages name only the host: the ping URL's path is a secret token.
+    The whole ping, DNS lookup included (which no socket timeout covers), is
+    bounded, so a stuck lookup cannot push the run past its deadline before
+    the state, with what was texted, is saved.
     """
-    reply = exchange("POST", heartbeat_target(url, status), timeout, body=message.encode()[:10_000])
+    from check_status.concurrency import run_concurrently
+
+    target = heartbeat_target(url, status)
+    body = message.encode()[:10_000]
+    reply = run_concurrently(
+        {"ping": lambda: exchange("POST", target, timeout, body=body)}, timeout
+    )["ping"]
     if isinstance(reply, ProbeFailure):
         raise NotifyError(f"heartbeat to {host_label(url)} failed: {reply.reason}", permanent=False)
     if reply.status >= 300:
