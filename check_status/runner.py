@@ -193,7 +193,7 @@ def run_once(
     disk can make the save fail and the alert must still be sent.
     """
     notes = list(notes)
-    loaded = load_state(config.state_file, now)
+    loaded = load_state(config.state_file, now, move_aside=not dry_run)
     if loaded.warning:
         notes.append(loaded.warning)
     state = loaded.data

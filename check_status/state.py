@@ -47,9 +47,14 @@ def empty_state() -> dict[str, Any]:
     return {"schema": SCHEMA_VERSION, "checks": {}, "memory": {}}
 
 
-def load_state(path: str, now: datetime) -> LoadedState:
-    """Read the state; a missing file is a first run, a bad one is moved aside."""
+def load_state(path: str, now: datetime, *, move_aside: bool = True) -> LoadedState:
+    """Read the state; a missing file is a first run, a bad one is moved aside.
+
+    `move_aside=False` (a dry run) leaves a bad file where it is and only says so.
+    """
     target = Path(path)
+    if not move_aside:
+        return _left_in_place(load_state_readonly(path), target)
     try:
         raw = target.read_bytes()
     except FileNotFoundError:
@@ -74,6 +79,13 @@ def load_state(path: str, now: datetime) -> LoadedState:
     if not isinstance(data.get("checks"), dict) or not isinstance(data.get("memory"), dict):
         return _move_aside(target, now, "wrong shape (checks/memory missing)")
     return LoadedState(data)
+
+
+def _left_in_place(loaded: tuple[dict[str, Any], str | None], target: Path) -> LoadedState:
+    data, problem = loaded
+    if problem is None or not target.exists():
+        return LoadedState(data)
+    return LoadedState(data, f"{problem}; left in place (dry run), judged as a first run")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -179,12 +191,17 @@ def _keep_reserve(reserve: Path) -> None:
 def load_state_readonly(path: str) -> tuple[dict[str, Any], str | None]:
     """For `status`: read without moving anything aside. Returns (state, problem)."""
     try:
-        data = json.loads(Path(path).read_bytes())
+        data = json.loads(Path(path).read_bytes(), parse_constant=_refuse_constant)
     except FileNotFoundError:
         return empty_state(), f"no state file at {path} yet: check-status has not run here"
     except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
         return empty_state(), f"state file {path} is unreadable ({type(error).__name__})"
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
+    if (
+        not isinstance(data, dict)
+        or data.get("schema") != SCHEMA_VERSION
+        or not isinstance(data.get("checks"), dict)
+        or not isinstance(data.get("memory"), dict)
+    ):
         return empty_state(), f"state file {path} has an unknown format"
     return data, None
 

@@ -172,6 +172,16 @@ def test_dry_run_sends_nothing_and_changes_nothing(cli, alert_env, twilio, state
     assert len(twilio.messages) == 2
 
 
+def test_dry_run_leaves_a_damaged_state_file_where_it_is(cli, alert_env, twilio, state_file):
+    state_file.parent.mkdir(parents=True)
+    state_file.write_bytes(b'{"schema": 1, "checks": {"nodeos": {"status": "O')
+    result = cli("--env-file", str(alert_env()), "run", "--dry-run")
+    assert "is unreadable (JSONDecodeError); left in place (dry run)" in result.output
+    assert sorted(p.name for p in state_file.parent.iterdir()) == ["state.json", "state.json.lock"]
+    assert state_file.read_bytes() == b'{"schema": 1, "checks": {"nodeos": {"status": "O'
+    assert twilio.messages == []
+
+
 def test_not_configured_says_so(cli, write_env):
     result = cli("--env-file", str(write_env(NODEOS_URL=f"http://127.0.0.1:{free_port()}")), "-v")
     assert "SMS not configured" in result.output
