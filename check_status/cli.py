@@ -280,18 +280,33 @@ def unsilence_command(
     verbose: bool = False,
     as_json: bool = False,
 ) -> None:
-    """End silences early: those naming CHECKs, or every silence when none is named."""
+    """End silences early: the named CHECKs' part of them, or every silence when none is named.
+
+    `unsilence head_block` after `silence nodeos head_block` ends the silence of
+    head_block only: nodeos stays silenced until its maintenance is over.
+    """
     env_file, _verbose, _as_json = _merge(ctx, env_file, verbose, as_json)
     config = load_config(env_file)
-    removed: list[int] = []
+    changed: list[int] = []
 
     def remove(alerts: AlertState, now: datetime) -> AlertState:
-        keep = tuple(s for s in alerts.silences if checks and not set(checks) & set(s.checks))
-        removed.append(len(alerts.silences) - len(keep))
+        remaining = [] if not checks else [s.without(checks) for s in alerts.silences]
+        keep = tuple(s for s in remaining if s is not None)
+        changed.append(sum(1 for s in alerts.silences if s not in keep))
         return dataclasses.replace(alerts, silences=keep)
 
     alerts = _edit_silences(config, remove)
-    click.echo(f"ended {removed[0]} silence(s); {len(alerts.silences)} left")
+    left = len(alerts.silences)
+    if checks:
+        click.echo(f"{', '.join(checks)}: {changed[0]} silence(s) ended or narrowed; {left} left")
+    else:
+        click.echo(f"ended {changed[0]} silence(s); {left} left")
+    whole_node = [s for s in alerts.silences if not s.checks]
+    if checks and whole_node:
+        until = whole_node[0].until.strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(
+            f"the whole node stays silenced until {until} UTC; `check-status unsilence` ends it"
+        )
 
 
 @main.command("self-test")

@@ -218,6 +218,40 @@ def test_silence_stops_texts_and_its_end_texts_once(cli, alert_env, twilio, stat
     assert all("(silence over)" in m["body"] for m in messages)
 
 
+def test_unsilence_of_one_check_keeps_the_others_silenced(cli, alert_env, twilio, state_file):
+    # Maintenance on nodeos: both silenced; the operator ends head_block's silence only.
+    env_file = alert_env()
+    cli(
+        "--env-file",
+        str(env_file),
+        "silence",
+        "nodeos",
+        "head_block",
+        "--for",
+        "2h",
+        "--reason",
+        "replay",
+    )
+    cli("--env-file", str(env_file), "silence", "disk:*", "--for", "1h", "--reason", "resize")
+    ended = cli("--env-file", str(env_file), "unsilence", "head_block").output
+    assert ended.startswith("head_block: 1 silence(s) ended or narrowed; 2 left")
+    silences = json.loads(state_file.read_text())["alerts"]["silences"]
+    assert sorted(tuple(s["checks"]) for s in silences) == [("disk:*",), ("nodeos",)]
+    _code, report = run(cli, env_file)
+    decisions = {d["check"]: d["decision"] for d in report["alerts"]["decisions"]}
+    assert decisions["nodeos"].startswith("silenced until ")
+    assert twilio.messages == []  # nodeos still silenced; head_block is its consequence
+
+
+def test_unsilence_of_one_check_says_a_whole_node_silence_still_holds(cli, alert_env, state_file):
+    env_file = alert_env()
+    cli("--env-file", str(env_file), "silence", "--for", "2h", "--reason", "upgrade")
+    ended = cli("--env-file", str(env_file), "unsilence", "nodeos").output
+    assert ended.startswith("nodeos: 0 silence(s) ended or narrowed; 1 left")
+    assert "the whole node stays silenced until " in ended
+    assert len(json.loads(state_file.read_text())["alerts"]["silences"]) == 1
+
+
 def test_silence_rejects_a_bad_duration_with_exit_3(tmp_path):
     env = dict(os.environ, STATE_FILE=str(tmp_path / "s.json"))
     done = subprocess.run(

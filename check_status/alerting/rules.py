@@ -108,6 +108,19 @@ class Silence:
             "created_at": format_time(self.created_at),
         }
 
+    def without(self, checks: tuple[str, ...]) -> Silence | None:
+        """This silence less the named checks; None once nothing is left of it.
+
+        A whole-node silence has no list to take a check out of: only a bare
+        `unsilence` ends it.
+        """
+        if not self.checks:
+            return self
+        rest = tuple(c for c in self.checks if c not in checks)
+        if not rest:
+            return None
+        return self if rest == self.checks else replace(self, checks=rest)
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Silence:
         return cls(
