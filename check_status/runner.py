@@ -123,10 +123,13 @@ def judge_everything(
     for name, _url in config.peers:
         results.append(judge_peer(name, facts[f"peer {name}"], now))
     if config.nodeos_log:
-        from check_status.checks.nodeos_log import judge_nodeos_log
+        from check_status.checks.nodeos_log import fatal_hold_seconds, judge_nodeos_log
 
         log_result, new_memory["nodeos_log"] = judge_nodeos_log(
-            facts["nodeos_log"], memory.get("nodeos_log"), now
+            facts["nodeos_log"],
+            memory.get("nodeos_log"),
+            now,
+            fatal_hold_seconds(config.alert_after),
         )
         results.append(log_result)
     return _unique_names(results), {k: v for k, v in new_memory.items() if v is not None}

@@ -14,6 +14,8 @@ from check_status.checks.lib import judge_lib
 from check_status.checks.nodeos_log import (
     FATAL_HOLD_SECONDS,
     FATAL_SIGNS,
+    SPARE_RUNS,
+    fatal_hold_seconds,
     find_fatal_line,
     judge_nodeos_log,
 )
@@ -409,6 +411,21 @@ def test_nodeos_log_holds_the_fatal_line(seconds_later: int, held: bool) -> None
     assert ("fatal_line" in memory2) is held
     if held:
         assert "ago" in result.summary
+
+
+@pytest.mark.parametrize(
+    ("alert_after", "hold_minutes"), [(1, 15), (2, 15), (10, 15), (16, 21), (60, 65)]
+)
+def test_a_fatal_line_is_held_long_enough_to_be_texted(alert_after: int, hold_minutes: int) -> None:
+    hold = fatal_hold_seconds(alert_after)
+    assert hold == hold_minutes * 60
+    # Every run a minute apart is CRITICAL for ALERT_AFTER runs at least.
+    _, memory = judge_nodeos_log(chunk(FATAL_LINES[0]), None, NOW, hold)
+    for minute in range(1, alert_after + SPARE_RUNS):
+        result, memory = judge_nodeos_log(chunk(), memory, NOW + timedelta(minutes=minute), hold)
+        assert result.status is Status.CRITICAL, minute
+    result, _ = judge_nodeos_log(chunk(), memory, NOW + timedelta(seconds=hold), hold)
+    assert result.status is Status.OK
 
 
 def test_nodeos_log_clean_lines_are_ok_and_count() -> None:

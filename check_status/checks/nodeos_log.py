@@ -1,8 +1,9 @@
 """CORE: `nodeos_log`: fatal lines nodeos wrote since the last run.
 
 A fatal line is written once, but the node stays broken. So a line found is
-remembered and keeps the check CRITICAL for FATAL_HOLD_SECONDS, long enough
-for the alerting rules (which need consecutive failing runs) to text it.
+remembered and keeps the check CRITICAL for `fatal_hold_seconds(ALERT_AFTER)`:
+at least FATAL_HOLD_SECONDS, and always long enough for the alerting rules
+(which need ALERT_AFTER consecutive failing runs, a minute apart) to text it.
 
 Memory: {"position": LogPosition, "fatal_line": str, "fatal_at": time}.
 """
@@ -23,6 +24,12 @@ FATAL_SIGNS = (
     "replay required",
 )
 FATAL_HOLD_SECONDS = 15 * 60
+# Beyond ALERT_AFTER runs: a cron minute or two missed under load still texts.
+SPARE_RUNS = 5
+
+
+def fatal_hold_seconds(alert_after: int) -> int:
+    return max(FATAL_HOLD_SECONDS, (alert_after + SPARE_RUNS) * 60)
 
 
 def find_fatal_line(lines: tuple[str, ...]) -> str | None:
@@ -34,7 +41,10 @@ def find_fatal_line(lines: tuple[str, ...]) -> str | None:
 
 
 def judge_nodeos_log(
-    chunk: LogChunk | ProbeFailure, memory: dict[str, Any] | None, now: datetime
+    chunk: LogChunk | ProbeFailure,
+    memory: dict[str, Any] | None,
+    now: datetime,
+    hold_seconds: int = FATAL_HOLD_SECONDS,
 ) -> tuple[CheckResult, dict[str, Any]]:
     memory = dict(memory) if isinstance(memory, dict) else {}
     if isinstance(chunk, ProbeFailure):
@@ -43,7 +53,7 @@ def judge_nodeos_log(
     found = find_fatal_line(chunk.lines)
     if found is not None:
         memory["fatal_line"], memory["fatal_at"] = found, format_time(now)
-    line, age = _held_fatal_line(memory, now)
+    line, age = _held_fatal_line(memory, now, hold_seconds)
     notes = f" ({', '.join(chunk.notes)})" if chunk.notes else ""
     if line is not None:
         seen = "just now" if age < 1 else f"{human_duration(age)} ago"
@@ -57,7 +67,9 @@ def judge_nodeos_log(
     ), memory
 
 
-def _held_fatal_line(memory: dict[str, Any], now: datetime) -> tuple[str | None, float]:
+def _held_fatal_line(
+    memory: dict[str, Any], now: datetime, hold_seconds: int
+) -> tuple[str | None, float]:
     try:
         line = str(memory["fatal_line"])
         age = (now - parse_state_time(str(memory["fatal_at"]))).total_seconds()
@@ -67,7 +79,7 @@ def _held_fatal_line(memory: dict[str, Any], now: datetime) -> tuple[str | None,
         # The clock went back since the line was seen: still held, from now on.
         memory["fatal_at"] = format_time(now)
         age = 0.0
-    return (line, age) if age < FATAL_HOLD_SECONDS else (None, 0.0)
+    return (line, age) if age < hold_seconds else (None, 0.0)
 
 
 def _shorten(line: str) -> str:
