@@ -283,7 +283,7 @@ def alert_operators(
     decisions = tuple(
         (
             r.name,
-            explain(alert_state, r, notifications, now, policy),
+            explain(alert_state, r, notifications, now, policy, config.sms_configured),
         )
         for r in results
         if r.status is not Status.OK or any(n.check == r.name for n in notifications)
@@ -316,10 +316,15 @@ def alert_operators(
     )
     state["outbox"] = outbox_to_json(outbox)
     state["delivery_failures"] = failures
+    # One note per reason: a bad token or a Twilio outage fails every recipient
+    # alike, and the operator needs to read it once, not once per phone.
+    unsent: dict[tuple[str, str], list[str]] = {}
+    for o in outcomes:
+        if o.result != "sent":
+            unsent.setdefault((o.result, o.detail), []).append(o.recipient)
     notes = tuple(
-        f"SMS to {o.recipient} {_UNSENT[o.result]}: {o.detail}"
-        for o in outcomes
-        if o.result != "sent"
+        f"SMS to {', '.join(recipients)} {_UNSENT[result]}: {detail}"
+        for (result, detail), recipients in unsent.items()
     )
     sent = sum(1 for o in outcomes if o.result == "sent")
     summary = f"SMS sent to {sent} of {len(outcomes)}" if outcomes else "no SMS due"

@@ -21,13 +21,21 @@ def build(state: dict[str, Any], config: Config, now: datetime) -> dict[str, Any
     age = _age(last_run, now)
     last_scheduled = _record(state, "last_scheduled_run")
     scheduled_age = _age(last_scheduled, now)
+    checks = state.get("checks") if isinstance(state.get("checks"), dict) else {}
+    outbox = state.get("outbox") if isinstance(state.get("outbox"), dict) else {}
     incidents = []
     for name, record in sorted(alerts.checks.items()):
         incident = record.incident
         if incident is not None:
-            incidents.append({"check": name, **incident.to_json()})
-    checks = state.get("checks") if isinstance(state.get("checks"), dict) else {}
-    outbox = state.get("outbox") if isinstance(state.get("outbox"), dict) else {}
+            # "Texted" is what the rules decided; whether every phone got it yet
+            # is the outbox's to say.
+            queued_for = sum(
+                1
+                for items in outbox.values()
+                if isinstance(items, list)
+                and any(isinstance(i, dict) and i.get("check") == name for i in items)
+            )
+            incidents.append({"check": name, **incident.to_json(), "queued_for": queued_for})
     failures = (
         state.get("delivery_failures") if isinstance(state.get("delivery_failures"), dict) else {}
     )
@@ -104,6 +112,8 @@ def render(view: dict[str, Any]) -> str:
             if item["last_notified_at"]
             else "not texted"
         )
+        if item.get("queued_for"):
+            told += f", not yet delivered to {item['queued_for']} recipient(s)"
         silenced = ", silenced" if item["silenced"] else ""
         lines.append(
             f"  {item['check']} since {item['opened_at']}: {item['summary']} ({told}{silenced})"

@@ -110,6 +110,35 @@ def test_a_twilio_error_keeps_the_alert_for_the_next_run(cli, alert_env, twilio,
     assert len(twilio.messages) == 2  # accepted once, never sent again
 
 
+def test_a_wrong_auth_token_is_one_config_note_and_nothing_is_lost(
+    cli, alert_env, twilio, state_file
+):
+    env_file = alert_env(TWILIO_AUTH_TOKEN="not-the-token-of-this-account")
+    code, report = run(cli, env_file)
+    assert code == 2 and twilio.messages == []
+    notes = [n for n in report["notes"] if "20003" in n]
+    assert notes == [
+        f"SMS to {GOOD}, +14155550102 not sent, will retry: Twilio 20003: authentication"
+        " failed; check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+    ]
+    assert "not-the-token-of-this-account" not in json.dumps(report)
+    status = cli("--env-file", str(env_file), "status").output
+    assert "texted CRITICAL at " in status and "not yet delivered to 2 recipient(s)" in status
+    # Fixed: the queued text goes out, once.
+    twilio.auth_token = TOKEN
+    run(cli, alert_env())
+    assert len(twilio.wait_for_messages(2)) == 2
+    assert "not yet delivered" not in cli("--env-file", str(env_file), "status").output
+
+
+def test_without_sms_settings_a_due_text_says_it_is_not_sent(cli, write_env):
+    env_file = write_env(NODEOS_URL=f"http://127.0.0.1:{free_port()}", ALERT_AFTER="1")
+    _code, report = run(cli, env_file)
+    decisions = {d["check"]: d["decision"] for d in report["alerts"]["decisions"]}
+    assert decisions["nodeos"] == "due (problem), but SMS is not configured"
+    assert report["alerts"]["sms"] == "SMS not configured"
+
+
 def test_twilio_unreachable_is_named_and_retried(cli, alert_env):
     env_file = alert_env(TWILIO_API_BASE_URL=f"http://127.0.0.1:{free_port()}")
     code, report = run(cli, env_file)

@@ -294,12 +294,14 @@ def explain(
     notifications: list[Notification],
     now: datetime,
     policy: Policy,
+    sms_configured: bool = True,
 ) -> str:
     """What the rules did with one check this run, and why, in words."""
     record = state.checks.get(result.name)
     sent = [n for n in notifications if n.check == result.name]
     if sent:
-        return f"texted ({sent[0].kind.value.lower().replace('_', ' ')})"
+        kind = sent[0].kind.value.lower().replace("_", " ")
+        return f"texted ({kind})" if sms_configured else f"due ({kind}), but SMS is not configured"
     if result.caused_by is not None:
         return f"not texted: consequence of {result.caused_by}"
     if result.status.severity < policy.alert_level.severity:
