@@ -68,22 +68,30 @@ class HealthProbe:
         self._lock = threading.Lock()
         self._done = threading.Condition(self._lock)
         self._verdict: HealthVerdict | None = None
+        self._probes_done = 0  # lets a request that waited know a probe ended meanwhile
         self._in_flight = False
         self._memory: dict[str, Any] | None = None
         self.probes = 0  # how many times nodeos was asked: the single-flight test reads it
 
     def verdict(self) -> HealthVerdict:
+        waited_since: int | None = None
         with self._lock:
             while True:
                 fresh = self._verdict is not None and (
                     time.monotonic() - self._verdict.checked_at < self.config.health_cache_seconds
                 )
-                if fresh:
+                # A request that waited for the probe in flight takes its verdict,
+                # however short the cache: otherwise, with HEALTH_CACHE_SECONDS=0,
+                # 50 waiting requests would each start a probe of their own.
+                shared = waited_since is not None and self._probes_done > waited_since
+                if fresh or shared:
                     assert self._verdict is not None
                     return self._verdict
                 if not self._in_flight:
                     self._in_flight = True
                     break
+                if waited_since is None:
+                    waited_since = self._probes_done
                 self._done.wait()
         try:
             verdict = self._probe()
@@ -93,6 +101,7 @@ class HealthProbe:
             )
         with self._lock:
             self._verdict = verdict
+            self._probes_done += 1
             self._in_flight = False
             self._done.notify_all()
         return verdict
@@ -129,6 +138,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(400, "text/plain", b"only GET and HEAD are served\n", True)
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _bad_method
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, PROPFIND, FOO) is a bad request too, not a 501.
+        if name.startswith("do_"):
+            return self._bad_method
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # What the standard library refuses before we see the request (a 70 kB
+        # path: 414, too many headers: 431, HTTP/2.0: 505) is a bad request.
+        super().send_error(400 if code != 404 else code, message, explain)
 
     def _route(self, send_body: bool) -> None:
         path = urlsplit(self.path).path
@@ -169,7 +189,8 @@ class HealthServer(ThreadingHTTPServer):
         from check_status.state import load_state_readonly
 
         state, problem = load_state_readonly(self.config.state_file)
-        document = status_view.build(state, self.config, utc_now())
+        # Peers read this page over the network: operators' numbers stay masked.
+        document = status_view.build(state, self.config, utc_now(), mask_numbers=True)
         if problem:
             document["problem"] = problem
         return document

@@ -15,12 +15,23 @@ from check_status.config import Config
 from check_status.model import format_time, human_duration, parse_time
 
 
-def build(state: dict[str, Any], config: Config, now: datetime) -> dict[str, Any]:
+def mask_number(number: str) -> str:
+    """`+14155550101` -> `+14***0101`: enough to tell operators apart, not to call them."""
+    return f"{number[:3]}***{number[-4:]}" if len(number) > 7 else "***"
+
+
+def build(
+    state: dict[str, Any], config: Config, now: datetime, *, mask_numbers: bool = False
+) -> dict[str, Any]:
     alerts = alert_state_from_json(state.get("alerts"))
     last_run = _record(state, "last_run")
     age = _age(last_run, now)
     last_scheduled = _record(state, "last_scheduled_run")
     scheduled_age = _age(last_scheduled, now)
+
+    def shown(number: str) -> str:
+        return mask_number(number) if mask_numbers else number
+
     checks = state.get("checks") if isinstance(state.get("checks"), dict) else {}
     outbox = state.get("outbox") if isinstance(state.get("outbox"), dict) else {}
     incidents = []
@@ -64,11 +75,14 @@ def build(state: dict[str, Any], config: Config, now: datetime) -> dict[str, Any
         },
         "incidents": incidents,
         "pending_sms": {
-            recipient: {"queued": len(items), "oldest": items[0].get("at") if items else None}
+            shown(recipient): {
+                "queued": len(items),
+                "oldest": items[0].get("at") if isinstance(items[0], dict) else None,
+            }
             for recipient, items in outbox.items()
             if isinstance(items, list) and items
         },
-        "delivery_failures": failures,
+        "delivery_failures": {shown(recipient): item for recipient, item in failures.items()},
         "silences": [s.to_json() for s in alerts.silences if now < s.until],
         "sms": f"SMS to {len(config.alert_to)} operator(s), texting {config.alert_level} and above"
         if config.sms_configured

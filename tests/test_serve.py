@@ -20,7 +20,7 @@ import requests
 
 from check_status.config import load
 from check_status.serve import HealthServer
-from tests.standins import NodeosStandIn
+from tests.standins import NodeosStandIn, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,6 +91,10 @@ def test_head_answers_without_a_body(serve, nodeos):
         ("GET", "/health/../../etc/passwd", 404),
         ("POST", "/health", 400),
         ("DELETE", "/status", 400),
+        ("TRACE", "/health", 400),
+        ("PROPFIND", "/status", 400),
+        ("FOO", "/health", 400),
+        ("GET", "/health?" + "x" * 70_000, 400),  # the standard library's 414
     ],
 )
 def test_bad_requests_get_400_or_404(serve, nodeos, method, path, status):
@@ -98,6 +102,26 @@ def test_bad_requests_get_400_or_404(serve, nodeos, method, path, status):
     response = requests.request(method, url + path, timeout=5)
     assert response.status_code == status
     assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /health HTTP/2.0\r\n\r\n",  # the standard library's 505
+        b"GET /health HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(200)) + b"\r\n",
+    ],
+    ids=["http-2.0", "200-headers"],
+)
+def test_requests_the_parser_refuses_get_400(serve, nodeos, request_bytes):
+    server, url = serve(NODEOS_URL=nodeos.url)
+    with socket.create_connection(server.server_address, timeout=5) as raw:
+        raw.sendall(request_bytes)
+        answer = b""
+        while chunk := raw.recv(4096):  # the server closes after an error
+            answer += chunk
+    # (HTTP/2.0 gets http.server's HTTP/0.9-style error page, with no status line.)
+    assert b"Error code: 400" in answer, answer[:300]
+    assert requests.get(url + "/health", timeout=5).status_code == 200
 
 
 def test_garbage_on_the_socket_gets_400_and_the_server_lives_on(serve, nodeos):
@@ -110,9 +134,13 @@ def test_garbage_on_the_socket_gets_400_and_the_server_lives_on(serve, nodeos):
     assert requests.get(url + "/health", timeout=5).status_code == 200
 
 
-def test_single_flight_fifty_concurrent_health_checks_cost_one_get_info(serve, nodeos):
+@pytest.mark.parametrize("cache_seconds", ["2", "0"])
+def test_single_flight_fifty_concurrent_health_checks_cost_one_get_info(
+    serve, nodeos, cache_seconds
+):
     nodeos.delay_seconds = 0.5  # a slow nodeos, so the requests really overlap
-    server, url = serve(NODEOS_URL=nodeos.url)
+    # With no cache at all, the requests that waited still share the probe they waited for.
+    server, url = serve(NODEOS_URL=nodeos.url, HEALTH_CACHE_SECONDS=cache_seconds)
     with ThreadPoolExecutor(max_workers=50) as pool:
         codes = list(
             pool.map(lambda _: requests.get(url + "/health", timeout=10).status_code, range(50))
@@ -151,6 +179,27 @@ def test_status_shows_the_last_run_and_no_secret(serve, nodeos, cli, write_env):
     assert document["last_run"]["status"] == "OK" and document["last_run"]["age_seconds"] < 60
     assert document["checks"]["head_block"]["status"] == "OK"
     assert token not in response.text
+
+
+def test_status_page_masks_the_operators_numbers(serve, cli, write_env):
+    # nodeos down and Twilio unreachable: the text waits for +14155550101.
+    settings = {
+        "NODEOS_URL": f"http://127.0.0.1:{free_port()}",
+        "TWILIO_ACCOUNT_SID": "AC" + "0123456789abcdef" * 2,
+        "TWILIO_AUTH_TOKEN": "f00dfeedf00dfeedf00dfeedf00dfeed",
+        "TWILIO_FROM": "+15005550006",
+        "ALERT_TO": "+14155550101",
+        "ALERT_AFTER": "1",
+        "TWILIO_API_BASE_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    env_file = write_env(**settings)
+    cli("--env-file", str(env_file))
+    local = json.loads(cli("--env-file", str(env_file), "status", "--json").output)
+    assert list(local["pending_sms"]) == ["+14155550101"]  # the operator sees whom
+    _server, url = serve(**settings)
+    page = requests.get(url + "/status", timeout=5)
+    assert list(page.json()["pending_sms"]) == ["+14***0101"]
+    assert "4155550101" not in page.text
 
 
 def test_serve_binds_to_loopback_by_default(write_env, nodeos):
