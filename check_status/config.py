@@ -426,7 +426,19 @@ def choose_env_file(option: str | None, environ: Mapping[str, str]) -> tuple[Pat
         return Path(environ[ENV_FILE_VARIABLE]), True
     if DEFAULT_ENV_FILE.exists():
         return DEFAULT_ENV_FILE, False
+    # Where `install.sh --user` writes it, so an operator without root runs
+    # `check-status self-test` as the Deploy steps say, with no --env-file.
+    user_file = user_env_file(environ)
+    if user_file is not None and user_file.exists():
+        return user_file, False
     return None, False
+
+
+def user_env_file(environ: Mapping[str, str]) -> Path | None:
+    config_home = environ.get("XDG_CONFIG_HOME") or (
+        f"{environ['HOME']}/.config" if environ.get("HOME") else None
+    )
+    return Path(config_home) / "check-status" / "check-status.env" if config_home else None
 
 
 def read_settings(env_file: Path | None, environ: Mapping[str, str]) -> dict[str, str]:

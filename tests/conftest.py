@@ -16,11 +16,13 @@ from tests.standins import NodeosStandIn
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Settings in the developer's or CI's environment must not leak into a test."""
     for key in KEYS:
         monkeypatch.delenv(key.name, raising=False)
     monkeypatch.delenv(ENV_FILE_VARIABLE, raising=False)
+    # Nor a `install.sh --user` env file in the developer's own ~/.config.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-user-config"))
 
 
 @pytest.fixture

@@ -215,6 +215,27 @@ def default_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+def test_a_user_install_env_file_is_found_after_the_system_one(
+    tmp_path: Path, default_env_file: Path
+) -> None:
+    # install.sh --user writes ~/.config/check-status/check-status.env.
+    home = tmp_path / "home"
+    user_file = home / ".config" / "check-status" / "check-status.env"
+    user_file.parent.mkdir(parents=True)
+    user_file.write_text("")
+    assert choose_env_file(None, {"HOME": str(home)}) == (user_file, False)
+    xdg = tmp_path / "xdg"
+    (xdg / "check-status").mkdir(parents=True)
+    (xdg / "check-status" / "check-status.env").write_text("")
+    assert choose_env_file(None, {"HOME": str(home), "XDG_CONFIG_HOME": str(xdg)}) == (
+        xdg / "check-status" / "check-status.env",
+        False,
+    )
+    default_env_file.parent.mkdir(parents=True)
+    default_env_file.write_text("")  # a system install comes first
+    assert choose_env_file(None, {"HOME": str(home)}) == (default_env_file, False)
+
+
 @pytest.mark.parametrize(
     ("option", "from_environ", "default_exists", "expected"),
     [
