@@ -33,9 +33,27 @@ RUN_DEADLINE_SECONDS = 50
 
 
 def fail(message: str, status: Status = Status.UNKNOWN) -> NoReturn:
-    """One line, the Nagios way, and the exit code. Never a traceback."""
-    click.echo(f"CHECK-STATUS {status.name} - {message}")
+    """One line, the Nagios way (or one JSON document under --json), and the exit code.
+
+    Never a traceback.
+    """
+    if _wants_json():
+        click.echo(
+            json.dumps({"node": None, "status": status.name, "error": message, "checks": []})
+        )
+    else:
+        click.echo(f"CHECK-STATUS {status.name} - {message}")
     sys.exit(int(status))
+
+
+def _wants_json() -> bool:
+    """Whether --json was given, to the group or to the command, however far we got."""
+    context = click.get_current_context(silent=True)
+    while context is not None:
+        if context.params.get("as_json"):
+            return True
+        context = context.parent
+    return False
 
 
 def load_config(env_file: str | None) -> Config:

@@ -388,6 +388,28 @@ def test_a_second_run_while_one_holds_the_lock_exits_unknown(cli, nodeos, write_
     assert not state_file.exists()  # it touched nothing
 
 
+@pytest.mark.parametrize("json_flag_first", [True, False], ids=["group", "command"])
+def test_json_asked_for_gets_json_even_when_the_run_cannot_start(
+    cli, nodeos, write_env, state_file, json_flag_first
+):
+    def args(env_file) -> list[str]:
+        common = ["--env-file", str(env_file)]
+        return ["--json", *common, "run"] if json_flag_first else ["run", *common, "--json"]
+
+    bad = write_env(NODEOS_URL=nodeos.url, HEAD_LAG_WARN_SECONDS="abc")
+    result = cli(*args(bad))
+    assert result.exit_code == 3
+    document = json.loads(result.output)
+    assert document["status"] == "UNKNOWN" and document["checks"] == []
+    assert document["error"].startswith("config: HEAD_LAG_WARN_SECONDS='abc' is not valid")
+
+    good = write_env(NODEOS_URL=nodeos.url)
+    with run_lock(load(str(good)).lock_file, datetime.now(UTC)):
+        result = cli(*args(good))
+    assert result.exit_code == 3
+    assert json.loads(result.output)["error"].startswith("another check-status run holds")
+
+
 def test_concurrent_processes_one_proceeds(nodeos, write_env, state_file):
     nodeos.delay_seconds = 1.5
     env = dict(os.environ, CHECK_STATUS_ENV_FILE=str(write_env(NODEOS_URL=nodeos.url)))
