@@ -220,17 +220,21 @@ def run_once(
 
     remarks: list[str] = []
     if not dry_run:
-        if config.heartbeat_url:
-            # The ping says whether this run worked; its failure is only a remark:
-            # the heartbeat service itself alerts if pings stop arriving.
-            remarks += ping_heartbeat(config.heartbeat_url, results)
+        state_saved = True
         try:
             reserve_note = save_state(config.state_file, state)
         except StateError as error:
             notes.append(str(error))
+            state_saved = False
         else:
             if reserve_note:
                 notes.append(reserve_note)
+        if config.heartbeat_url:
+            # After the save, so the ping can tell of a checker that cannot
+            # remember: it would never reach ALERT_AFTER failing runs, and so never
+            # text, and the heartbeat service is then the one left to say so. The
+            # ping's own failure is only a remark: the service alerts if pings stop.
+            remarks += ping_heartbeat(config.heartbeat_url, results, state_saved)
     report = RunReport(
         config.node_name,
         now,
@@ -331,13 +335,17 @@ def alert_operators(
     return AlertReport(decisions, tuple(outcomes), summary, notes, open_incidents)
 
 
-def ping_heartbeat(url: str, results: list[CheckResult]) -> list[str]:
+def ping_heartbeat(url: str, results: list[CheckResult], state_saved: bool) -> list[str]:
+    """Ping the dead-man's switch: `/fail` for a CRITICAL run or one that lost its memory."""
     from check_status.notify import NotifyError
     from check_status.notify.heartbeat import ping
 
     status = worst(r.status for r in results)
+    message = f"check-status {status.name}"
+    if not state_saved:
+        status, message = Status.CRITICAL, f"{message}; state file not saved"
     try:
-        ping(url, status, f"check-status {status.name}")
+        ping(url, status, message)
     except NotifyError as error:
         return [error.reason]
     return []

@@ -315,6 +315,21 @@ def test_heartbeat_pings_and_fails(cli, nodeos, write_env, ping_server):
     assert ping_server.pings == [f"POST {PING_PATH}", f"POST {PING_PATH}/fail"]
 
 
+def test_a_run_that_cannot_save_its_state_pings_fail(cli, nodeos, write_env, ping_server, tmp_path):
+    # A checker that cannot remember never reaches ALERT_AFTER failing runs, so it
+    # never texts: the dead-man's switch is the one left to say so.
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    url = f"{ping_server.url}{PING_PATH}"
+    env_file = write_env(
+        NODEOS_URL=nodeos.url, HEARTBEAT_URL=url, STATE_FILE=str(blocker / "state.json")
+    )
+    result = cli("--env-file", str(env_file))
+    assert result.exit_code == 1, result.output  # healthy node, but the checker lost its memory
+    assert "cannot write state file" in result.output
+    assert ping_server.pings == [f"POST {PING_PATH}/fail"]
+
+
 def test_heartbeat_fail_goes_before_the_query_string(cli, write_env, ping_server):
     url = f"{ping_server.url}{PING_PATH}?rid=eu2"
     down = write_env(NODEOS_URL=f"http://127.0.0.1:{free_port()}", HEARTBEAT_URL=url)
