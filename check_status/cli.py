@@ -69,7 +69,8 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "--env-file",
         type=click.Path(dir_okay=False),
         default=None,
-        help="env file (default: $CHECK_STATUS_ENV_FILE, then /etc/check-status/check-status.env)",
+        help="env file (default: $CHECK_STATUS_ENV_FILE, then /etc/check-status/check-status.env,"
+        " then ~/.config/check-status/check-status.env)",
     )(command)
     command = click.option(
         "-v", "--verbose", is_flag=True, default=False, help="a table of every check"
