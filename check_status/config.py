@@ -36,8 +36,13 @@ class Key:
 # --- parsers: (key, raw text) -> value, raising ConfigError with one clear line ---
 
 
+# Keys whose values are URLs, which may carry a password (`user:pw@host`).
+_URL_KEYS = frozenset({"NODEOS_URL", "ENDPOINTS", "TWILIO_API_BASE_URL", "HEARTBEAT_URL", "PEERS"})
 # A healthchecks.io ping URL's path is its secret token: whoever has it can ping.
 _PATH_IS_SECRET = frozenset({"HEARTBEAT_URL"})
+# What may stand before the part of a URL worth showing: `name=` (PEERS) and a
+# scheme, even a mistyped one (`https:/`), since a bad value is why we are here.
+_URL_LEAD = re.compile(r"\s*(?:[A-Za-z0-9._-]+=)?(?:[A-Za-z][A-Za-z0-9+.-]*:/*)?")
 
 
 def _fail(key: str, raw: str, expected: str, secret: bool = False) -> ConfigError:
@@ -46,10 +51,23 @@ def _fail(key: str, raw: str, expected: str, secret: bool = False) -> ConfigErro
 
 
 def _without_secrets(key: str, raw: str) -> str:
-    """The value as the operator typed it, less any password or ping token in a URL."""
-    shown = re.sub(r"//[^/\s,]*@", "//***@", raw)
+    """The value as the operator typed it, less any password or ping token in a URL.
+
+    A password may hold any character ('/', ',', ' '), and a bad value may have
+    no scheme at all, so no URL parsing: everything before the last '@' goes,
+    and for a ping URL everything after its host.
+    """
+    if key not in _URL_KEYS:
+        return raw
+    lead = _URL_LEAD.match(raw)
+    start = lead.end() if lead else 0
+    shown = raw
+    if "@" in raw:
+        shown = raw[:start] + "***" + raw[raw.rindex("@") :]
     if key in _PATH_IS_SECRET:
-        shown = re.sub(r"(//[^/\s]*)/\S+", r"\1/***", shown)
+        slash = shown.find("/", start)
+        if slash >= 0 and shown[slash + 1 :].strip():
+            shown = shown[:slash] + "/***"
     return shown
 
 
@@ -78,17 +96,23 @@ def _node_name(key: str, raw: str) -> str:
     return name
 
 
-def _url(key: str, raw: str) -> str:
+def _url(key: str, raw: str, whole: str | None = None) -> str:
+    """One URL; `whole` is the full setting it came from, shown in the error.
+
+    The full setting, not the item: a password with a ',' in it would otherwise
+    be cut in two by the list split, and half of it shown.
+    """
     url = raw.strip().rstrip("/")
+    shown = raw if whole is None else whole
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _fail(key, raw, "an http:// or https:// URL such as http://127.0.0.1:8888")
+        raise _fail(key, shown, "an http:// or https:// URL such as http://127.0.0.1:8888")
     try:
         port = parts.port
     except ValueError:
         port = 0
     if port == 0 or (port is None and ":" in parts.netloc.rsplit("]", 1)[-1]):
-        raise _fail(key, raw, "a URL with a port from 1 to 65535")
+        raise _fail(key, shown, "a URL with a port from 1 to 65535")
     return url
 
 
@@ -97,7 +121,7 @@ def _optional_url(key: str, raw: str) -> str | None:
 
 
 def _url_list(key: str, raw: str) -> tuple[str, ...]:
-    return tuple(_url(key, item) for item in _split(raw))
+    return tuple(_url(key, item, raw) for item in _split(raw))
 
 
 def _path_list(key: str, raw: str) -> tuple[str, ...]:
@@ -176,7 +200,7 @@ def _peers(key: str, raw: str) -> tuple[tuple[str, str], ...]:
         name = name.strip()
         if not sep or not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", name):
             raise _fail(key, raw, "comma-separated name=url pairs such as eu1=http://10.0.0.1:8899")
-        peers.append((name, _url(key, url)))
+        peers.append((name, _url(key, url, raw)))
     return tuple(peers)
 
 

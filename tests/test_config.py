@@ -327,3 +327,28 @@ def test_template_values_are_all_commented_out(tmp_path: Path) -> None:
     env_file = tmp_path / "check-status.env"
     env_file.write_text(template())
     assert read_settings(env_file, {}) == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "secret", "shown"),
+    [
+        # No scheme, or a mistyped one: the likeliest reasons these keys fail at all.
+        ("HEARTBEAT_URL", "hc-ping.com/0f8a-5bf6-uuid", "0f8a-5bf6-uuid", "'hc-ping.com/***'"),
+        ("HEARTBEAT_URL", "https:/hc-ping.com/0f8a-uuid", "0f8a-uuid", "'https:/hc-ping.com/***'"),
+        ("HEARTBEAT_URL", "http://hc-ping.com:0/5bf6-uuid", "5bf6-uuid", "hc-ping.com:0/***"),
+        ("NODEOS_URL", "user:s3cr3t@127.0.0.1:8888", "s3cr3t", "***@127.0.0.1:8888"),
+        # A password holding '/', ' ' or ',' is still a password.
+        ("NODEOS_URL", "http://user:pa/ss@host:0", "pa/ss", "'http://***@host:0'"),
+        ("NODEOS_URL", "http://user:pa ss@host:0", "pa ss", "'http://***@host:0'"),
+        ("PEERS", "eu1=http://u:p,w0rd@10.0.0.1:0", "p,w0rd", "'eu1=http://***@10.0.0.1:0'"),
+        ("ENDPOINTS", "https://api:k3y@eu.example.io:0", "k3y", "***@eu.example.io:0"),
+        ("TWILIO_API_BASE_URL", "api:t0k@api.twilio.com", "t0k", "***@api.twilio.com"),
+    ],
+)
+def test_a_bad_url_is_shown_without_its_secret(key: str, value: str, secret: str, shown: str):
+    with pytest.raises(ConfigError) as raised:
+        load_config({key: value})
+    message = str(raised.value)
+    assert message.startswith(f"{key}=")
+    assert secret not in message
+    assert shown in message
