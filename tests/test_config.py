@@ -94,7 +94,7 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "ALERT_AFTER": ("0", "'0'"),
     "REMIND_EVERY_MINUTES": ("-5", "-5"),
     "TWILIO_API_BASE_URL": ("api.twilio.com", "api.twilio.com"),
-    "HEARTBEAT_URL": ("hc-ping.com/abc", "hc-ping.com/abc"),
+    "HEARTBEAT_URL": ("hc-ping.com/abc", "hc-ping.com/***"),  # the path is its token
     "CRON_FILE": ("etc/cron.d/check-status", "etc/cron.d/check-status"),
     "PEERS": ("eu1 http://10.0.0.1:8899", "eu1 http://10.0.0.1:8899"),
     "HEALTH_CACHE_SECONDS": ("2s", "2s"),
