@@ -10,6 +10,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 
 class Status(enum.IntEnum):
@@ -113,6 +114,17 @@ def parse_time(text: str) -> datetime:
         return moment.astimezone(UTC)
     except OverflowError:  # "0001-01-01T00:00:00+01:00" has no UTC form
         raise ValueError(f"time out of range: {text!r}") from None
+
+
+def recorded_at(record: Any) -> datetime | None:
+    """The time of a `{"at": ...}` record (a run, in the state or a peer's /status).
+
+    None for anything else: a record that is missing, damaged or from a bad clock.
+    """
+    try:
+        return parse_time(str(record["at"])) if isinstance(record, dict) else None
+    except (KeyError, ValueError, OverflowError):
+        return None
 
 
 def human_duration(seconds: float) -> str:

@@ -23,7 +23,7 @@ from check_status.installation import (
     verify_installation,
     warned,
 )
-from check_status.model import ProbeFailure, parse_time
+from check_status.model import ProbeFailure, recorded_at
 from check_status.probes.http import host_label
 
 TEST_SMS = "[{node}] TEST from check-status self-test: SMS alerts reach you. No action needed."
@@ -45,8 +45,8 @@ def freshness_item(config: Config, expected_executable: Path, now: datetime) -> 
     from check_status.state import load_state_readonly
 
     state, _problem = load_state_readonly(config.state_file)
-    last_scheduled_run = _time_of(state, "last_scheduled_run")
-    last_run = _time_of(state, "last_run")
+    last_scheduled_run = recorded_at(state.get("last_scheduled_run"))
+    last_run = recorded_at(state.get("last_run"))
     last_hand_run = last_run if last_run != last_scheduled_run else None
     installed_at = None
     for marker in (Path(config.cron_file), expected_executable):
@@ -62,13 +62,6 @@ def freshness_item(config: Config, expected_executable: Path, now: datetime) -> 
         cron_entry_exists(Path(config.cron_file)),
         last_hand_run,
     )
-
-
-def _time_of(state: dict, key: str) -> datetime | None:
-    try:
-        return parse_time(str(state[key]["at"]))
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return None
 
 
 def node_items(config: Config) -> Iterator[Item]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from check_status.alerting.rules import alert_state_from_json
 from check_status.config import Config
-from check_status.model import format_time, human_duration, parse_time
+from check_status.model import format_time, human_duration, recorded_at
 
 
 def mask_number(number: str) -> str:
@@ -96,12 +96,8 @@ def _record(state: dict[str, Any], key: str) -> dict[str, Any] | None:
 
 
 def _age(record: dict[str, Any] | None, now: datetime) -> float | None:
-    if record is None:
-        return None
-    try:
-        return (now - parse_time(str(record["at"]))).total_seconds()
-    except (KeyError, ValueError, OverflowError):
-        return None
+    at = recorded_at(record)
+    return None if at is None else (now - at).total_seconds()
 
 
 def render(view: dict[str, Any]) -> str:

@@ -157,3 +157,29 @@ def test_a_peer_is_judged_on_its_own_clock(peer_clock_ahead_minutes, ran_before_
         "last_scheduled_run": {"at": ran.strftime("%Y-%m-%dT%H:%M:%SZ")},
     }
     assert judge_peer("eu1", status, ours).status.name == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "words"),
+    [
+        ({"last_scheduled_run": {"at": "2026-11-26T01:59:30Z"}, "last_run": None}, "OK", "(?)"),
+        ({"last_scheduled_run": {"at": "2026-11-26T01:59:30Z"}, "last_run": "x"}, "OK", "(?)"),
+        (
+            {"last_scheduled_run": {"at": None}, "last_run": {"at": "2026-11-26T01:59:30Z"}},
+            "CRITICAL",
+            "never run by cron",
+        ),
+        (
+            {"last_scheduled_run": {"at": "2026-11-26T01:59:30Z"}, "time": "not a time"},
+            "OK",
+            "30s ago",
+        ),  # an unreadable peer clock: judged on ours
+        ("not a document", "CRITICAL", "never run by cron"),
+        ({"last_run": {"at": "2026-11-26T01:59:30Z", "status": "OK"}}, "OK", "(OK)"),  # older peer
+    ],
+)
+def test_a_damaged_peer_status_is_judged_without_a_traceback(status, expected, words):
+    from check_status.checks.peer import judge_peer
+
+    result = judge_peer("eu1", status, datetime(2026, 11, 26, 2, 0, tzinfo=UTC))
+    assert result.status.name == expected and words in result.summary, result

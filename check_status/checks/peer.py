@@ -11,7 +11,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from check_status.model import CheckResult, Metric, ProbeFailure, Status, human_duration, parse_time
+from check_status.model import (
+    CheckResult,
+    Metric,
+    ProbeFailure,
+    Status,
+    human_duration,
+    recorded_at,
+)
 
 # cron runs every minute: three missed runs in a row is no accident.
 PEER_STALE_SECONDS = 180
@@ -21,19 +28,18 @@ def judge_peer(name: str, status: Any, now: datetime) -> CheckResult:
     check = f"peer:{name}"
     if isinstance(status, ProbeFailure):
         return CheckResult(check, Status.CRITICAL, f"unreachable: {status.reason}")
-    try:
-        last_run = status["last_run"]
-        # Only a scheduled run proves the peer's cron works; a peer of an older
-        # version reports just its last run.
-        scheduled = status.get("last_scheduled_run") or last_run
-        at = parse_time(str(scheduled["at"]))
-        # Measured on the peer's own clock when it says what time it is, so
-        # clocks that disagree between nodes raise no false alarm.
-        peer_now = parse_time(str(status["time"])) if "time" in status else now
-    except (KeyError, TypeError, ValueError, OverflowError, AttributeError):
+    status = status if isinstance(status, dict) else {}
+    last_run = status.get("last_run") if isinstance(status.get("last_run"), dict) else {}
+    # Only a scheduled run proves the peer's cron works; a peer of an older
+    # version reports just its last run.
+    at = recorded_at(status.get("last_scheduled_run", last_run))
+    if at is None:
         return CheckResult(
             check, Status.CRITICAL, "its checker has never run by cron (no last run in /status)"
         )
+    # Measured on the peer's own clock when it says what time it is, so clocks
+    # that disagree between nodes raise no false alarm.
+    peer_now = recorded_at({"at": status.get("time")}) or now
     age = (peer_now - at).total_seconds()
     metrics = (Metric("last_run_age_seconds", round(age, 1), "s", crit=PEER_STALE_SECONDS),)
     if age > PEER_STALE_SECONDS:
