@@ -139,7 +139,14 @@ def _at_a_terminal() -> bool:
     Only scheduled runs prove that the schedule works: an operator's
     `check-status -v` must not make self-test's freshness item pass.
     """
-    return any(stream.isatty() for stream in (sys.stdin, sys.stdout, sys.stderr))
+    for stream in (sys.stdin, sys.stdout, sys.stderr):
+        try:
+            # None when cron's line closed it (`<&-`); a closed file raises ValueError.
+            if stream is not None and stream.isatty():
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 @main.command("run")

@@ -79,12 +79,18 @@ def _cap(notes: list[Notification]) -> list[Notification]:
     When the oldest are dropped, a dropped PROBLEM was never read by this
     recipient, so the reminders and the recovery queued after it would tell of
     a problem they never heard of: they go too, up to that check's next news
-    of a problem.
+    of a problem. A dropped escalation does not count: the recipient got that
+    incident's PROBLEM in an earlier text, and its recovery is news to them.
     """
     if len(notes) <= MAX_QUEUED_PER_RECIPIENT:
         return notes
     cut = len(notes) - MAX_QUEUED_PER_RECIPIENT
-    untold = {n.check for n in notes[:cut] if n.kind in _TELLS_OF_A_PROBLEM}
+    untold: set[str] = set()
+    for n in notes[:cut]:
+        if n.kind is Kind.PROBLEM:
+            untold.add(n.check)
+        elif n.kind is Kind.RECOVERY:
+            untold.discard(n.check)  # that incident is over, told or not
     kept = []
     for n in notes[cut:]:
         if n.check in untold:

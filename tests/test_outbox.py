@@ -224,6 +224,23 @@ def test_capping_never_leaves_a_recovery_of_a_problem_that_was_dropped() -> None
     assert len(kept) <= MAX_QUEUED_PER_RECIPIENT
 
 
+@pytest.mark.parametrize("dropped_kind", [Kind.ESCALATION, Kind.SILENCE_ENDED, Kind.REMINDER])
+def test_capping_keeps_the_recovery_when_only_later_news_of_a_told_problem_is_dropped(
+    dropped_kind: Kind,
+) -> None:
+    # The PROBLEM reached this recipient in an earlier SMS; what falls off the
+    # queue now is later news of the same incident. The recovery is still news.
+    later_news = note(dropped_kind, "nodeos", "still down", 1)
+    filler = [
+        note(Kind.PROBLEM, f"chk{i}", "down", i + 2) for i in range(MAX_QUEUED_PER_RECIPIENT - 1)
+    ]
+    recovered = note(Kind.RECOVERY, "nodeos", "", 45)
+    outbox = enqueue(load_outbox(None, [ALICE]), [later_news, *filler])
+    outbox = enqueue(outbox, [recovered])
+    assert later_news not in outbox[ALICE]
+    assert outbox[ALICE][-1] == recovered
+
+
 def test_capping_keeps_a_recovery_of_a_problem_already_delivered() -> None:
     # The recipient got the PROBLEM in an earlier SMS: the queue holds only the
     # recovery, which must survive the cap like any other newest item.

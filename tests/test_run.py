@@ -496,3 +496,22 @@ def test_tls_error_is_named(cli, nodeos, write_env):
     code, checks = run_json(cli, write_env(NODEOS_URL=nodeos.url.replace("http://", "https://")))
     assert code == 2
     assert checks["nodeos"]["summary"].startswith("TLS error: ")
+
+
+def test_a_cron_line_that_closes_stdin_still_runs_and_counts_as_scheduled(
+    nodeos, write_env, state_file
+):
+    # `... run <&- >> log 2>&1`: Python then has no sys.stdin at all.
+    env_file = write_env(NODEOS_URL=nodeos.url)
+    done = subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" -m check_status --env-file "{env_file}" <&-'],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("CHECK-STATUS OK - ")
+    state = json.loads(state_file.read_text())
+    assert state["last_run"]["by"] == "schedule"
+    assert state["last_scheduled_run"]["at"] == state["last_run"]["at"]
