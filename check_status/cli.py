@@ -314,25 +314,34 @@ def unsilence_command(
     env_file, _verbose, _as_json = _merge(ctx, env_file, verbose, as_json)
     config = load_config(env_file)
     changed: list[int] = []
+    edited_at: list[datetime] = []
 
     def remove(alerts: AlertState, now: datetime) -> AlertState:
-        remaining = [] if not checks else [s.without(checks) for s in alerts.silences]
+        edited_at.append(now)
+        # Only silences still in force count; an expired one is dropped here too.
+        active = [s for s in alerts.silences if now < s.until]
+        remaining = [] if not checks else [s.without(checks) for s in active]
         keep = tuple(s for s in remaining if s is not None)
-        changed.append(sum(1 for s in alerts.silences if s not in keep))
+        changed.append(sum(1 for s in active if s not in keep))
         return dataclasses.replace(alerts, silences=keep)
 
     alerts = _edit_silences(config, remove)
     left = len(alerts.silences)
-    if checks:
-        click.echo(f"{', '.join(checks)}: {changed[0]} silence(s) ended or narrowed; {left} left")
-    else:
+    if not checks:
         click.echo(f"ended {changed[0]} silence(s); {left} left")
-    whole_node = [s for s in alerts.silences if not s.checks]
-    if checks and whole_node:
-        until = whole_node[0].until.strftime("%Y-%m-%d %H:%M:%S")
-        click.echo(
-            f"the whole node stays silenced until {until} UTC; `check-status unsilence` ends it"
-        )
+        return
+    click.echo(f"{', '.join(checks)}: {changed[0]} silence(s) ended or narrowed; {left} left")
+    # What still covers a named check: the whole node, or a pattern such as 'disk:*'
+    # that cannot lose one of the checks it matches.
+    for check in checks:
+        for silence in alerts.silences:
+            if silence.covers(check, edited_at[0]):
+                what = ", ".join(silence.checks) or "the whole node"
+                until = silence.until.strftime("%Y-%m-%d %H:%M:%S")
+                command = " ".join(["check-status unsilence", *silence.checks])
+                click.echo(
+                    f"{check} is still silenced by '{what}' until {until} UTC; `{command}` ends it"
+                )
 
 
 @main.command("self-test")

@@ -277,8 +277,18 @@ def test_unsilence_of_one_check_says_a_whole_node_silence_still_holds(cli, alert
     cli("--env-file", str(env_file), "silence", "--for", "2h", "--reason", "upgrade")
     ended = cli("--env-file", str(env_file), "unsilence", "nodeos").output
     assert ended.startswith("nodeos: 0 silence(s) ended or narrowed; 1 left")
-    assert "the whole node stays silenced until " in ended
+    assert "nodeos is still silenced by 'the whole node' until " in ended
+    assert ended.rstrip().endswith("`check-status unsilence` ends it")
     assert len(json.loads(state_file.read_text())["alerts"]["silences"]) == 1
+
+
+def test_unsilence_of_a_check_a_pattern_covers_says_so(cli, alert_env, state_file):
+    env_file = alert_env()
+    cli("--env-file", str(env_file), "silence", "disk:*", "--for", "1h", "--reason", "resize")
+    ended = cli("--env-file", str(env_file), "unsilence", "disk:/data").output
+    assert ended.startswith("disk:/data: 0 silence(s) ended or narrowed; 1 left")
+    assert "disk:/data is still silenced by 'disk:*' until " in ended
+    assert "`check-status unsilence disk:*` ends it" in ended
 
 
 def test_silence_rejects_a_bad_duration_with_exit_3(tmp_path):
