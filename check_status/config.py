@@ -324,7 +324,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "HEALTH_CACHE_SECONDS",
         "2",
-        "serve: how long a /health verdict is reused (0 probes nodeos on every request)",
+        "serve: how long a /health verdict is reused (0: a probe per request, shared by those waiting)",
         _integer(0, 60),
     ),
     Key(

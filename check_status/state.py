@@ -76,9 +76,13 @@ def load_state(path: str, now: datetime, *, move_aside: bool = True) -> LoadedSt
         if isinstance(schema, int) and schema > SCHEMA_VERSION:
             return _move_aside(target, now, f"written by a newer check-status (schema {schema})")
         return _move_aside(target, now, f"unknown schema {schema!r}")
-    if not isinstance(data.get("checks"), dict) or not isinstance(data.get("memory"), dict):
+    if not _has_its_shape(data):
         return _move_aside(target, now, "wrong shape (checks/memory missing)")
     return LoadedState(data)
+
+
+def _has_its_shape(data: dict[str, Any]) -> bool:
+    return isinstance(data.get("checks"), dict) and isinstance(data.get("memory"), dict)
 
 
 def _left_in_place(loaded: tuple[dict[str, Any], str | None], target: Path) -> LoadedState:
@@ -199,8 +203,7 @@ def load_state_readonly(path: str) -> tuple[dict[str, Any], str | None]:
     if (
         not isinstance(data, dict)
         or data.get("schema") != SCHEMA_VERSION
-        or not isinstance(data.get("checks"), dict)
-        or not isinstance(data.get("memory"), dict)
+        or not _has_its_shape(data)
     ):
         return empty_state(), f"state file {path} has an unknown format"
     return data, None

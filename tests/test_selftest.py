@@ -728,18 +728,31 @@ def run_at_a_terminal(env_file: Path) -> str:
     """`check-status -v` as an operator types it: the real console script on a real pty."""
     import pty
 
-    output = bytearray()
-
-    def read(fd: int) -> bytes:
-        data = os.read(fd, 4096)
-        output.extend(data)
-        return data
-
-    saved_argv = sys.argv
+    controller, terminal = pty.openpty()
     try:
-        pty.spawn([str(EXE), "--env-file", str(env_file), "-v"], read)
+        process = subprocess.Popen(
+            [str(EXE), "--env-file", str(env_file), "-v"],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            close_fds=True,
+        )
+        os.close(terminal)
+        terminal = -1
+        output = bytearray()
+        while True:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:  # EIO: the child closed its side
+                break
+            if not data:
+                break
+            output.extend(data)
+        assert process.wait(timeout=30) == 0, output.decode(errors="replace")
     finally:
-        sys.argv = saved_argv
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
     return output.decode(errors="replace")
 
 

@@ -138,7 +138,9 @@ def test_garbage_on_the_socket_gets_400_and_the_server_lives_on(serve, nodeos):
 def test_single_flight_fifty_concurrent_health_checks_cost_one_get_info(
     serve, nodeos, cache_seconds
 ):
-    nodeos.delay_seconds = 0.5  # a slow nodeos, so the requests really overlap
+    # A slow nodeos, so the 50 requests all arrive while the first probe is in
+    # flight, even on a busy machine: with no cache, a latecomer probes again.
+    nodeos.delay_seconds = 1.5
     # With no cache at all, the requests that waited still share the probe they waited for.
     server, url = serve(NODEOS_URL=nodeos.url, HEALTH_CACHE_SECONDS=cache_seconds)
     with ThreadPoolExecutor(max_workers=50) as pool:

@@ -31,8 +31,8 @@ def ping(
 
     Error messages name only the host: the ping URL's path is a secret token.
     The whole ping, DNS lookup included (which no socket timeout covers), is
-    bounded, so a stuck lookup cannot push the run past its deadline before
-    the state, with what was texted, is saved.
+    bounded, so a stuck lookup cannot push the run past its deadline, where it
+    would be cut short with no Nagios line and no Prometheus textfile.
     """
     from check_status.concurrency import run_concurrently
 
