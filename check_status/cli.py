@@ -37,18 +37,25 @@ def fail(message: str, status: Status = Status.UNKNOWN) -> NoReturn:
 
     Never a traceback.
     """
-    if _wants_json():
-        click.echo(
-            json.dumps({"node": None, "status": status.name, "error": message, "checks": []})
-        )
-    else:
-        click.echo(f"CHECK-STATUS {status.name} - {message}")
+    click.echo(_failure_line(message, status))
     sys.exit(int(status))
 
 
+def _failure_line(message: str, status: Status) -> str:
+    if _wants_json():
+        return json.dumps({"node": None, "status": status.name, "error": message, "checks": []})
+    return f"CHECK-STATUS {status.name} - {message}"
+
+
 def _wants_json() -> bool:
-    """Whether --json was given, to the group or to the command, however far we got."""
+    """Whether --json was given, to the group or to the command, however far we got.
+
+    A usage error ends click's parsing before any context holds the flag: then
+    the command line itself says.
+    """
     context = click.get_current_context(silent=True)
+    if context is None:
+        return "--json" in sys.argv[1:]
     while context is not None:
         if context.params.get("as_json"):
             return True
@@ -128,7 +135,8 @@ def main(ctx: click.Context, env_file: str | None, verbose: bool, as_json: bool)
 
 def _deadline_reached(signum: int, frame: Any) -> None:
     # os._exit: a hung thread must not be able to keep the process alive.
-    sys.stdout.write(f"CHECK-STATUS UNKNOWN - run exceeded its {RUN_DEADLINE_SECONDS}s deadline\n")
+    line = _failure_line(f"run exceeded its {RUN_DEADLINE_SECONDS}s deadline", Status.UNKNOWN)
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
     os._exit(int(Status.UNKNOWN))
 

@@ -515,3 +515,18 @@ def test_a_cron_line_that_closes_stdin_still_runs_and_counts_as_scheduled(
     state = json.loads(state_file.read_text())
     assert state["last_run"]["by"] == "schedule"
     assert state["last_scheduled_run"]["at"] == state["last_run"]["at"]
+
+
+def test_a_usage_error_under_json_is_json_too(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "check_status", "--json", "--no-such-option"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=Path(__file__).resolve().parent.parent,
+        env=dict(os.environ, STATE_FILE=str(tmp_path / "state.json")),
+    )
+    assert done.returncode == 3
+    document = json.loads(done.stdout)
+    assert document["status"] == "UNKNOWN"
+    assert document["error"].startswith("usage: No such option '--no-such-option'")
