@@ -519,8 +519,6 @@ def entry() -> None:
     except Exception as error:  # a bug: say so in one line, show the trace only on request
         if os.environ.get("CHECK_STATUS_DEBUG"):
             raise
-        click.echo(
-            f"CHECK-STATUS UNKNOWN - internal error: {type(error).__name__}: {error} "
-            "(set CHECK_STATUS_DEBUG=1 for details)"
-        )
+        message = f"internal error: {type(error).__name__}: {error} (set CHECK_STATUS_DEBUG=1 for details)"
+        click.echo(_failure_line(message, Status.UNKNOWN))
         sys.exit(int(Status.UNKNOWN))

@@ -42,7 +42,7 @@ _URL_KEYS = frozenset({"NODEOS_URL", "ENDPOINTS", "TWILIO_API_BASE_URL", "HEARTB
 _PATH_IS_SECRET = frozenset({"HEARTBEAT_URL"})
 # What may stand before the part of a URL worth showing: `name=` (PEERS) and a
 # scheme, even a mistyped one (`https:/`), since a bad value is why we are here.
-_URL_LEAD = re.compile(r"\s*(?:[A-Za-z0-9._-]+=)?(?:[A-Za-z][A-Za-z0-9+.-]*:/*)?")
+_URL_LEAD = re.compile(r"\s*(?:[A-Za-z0-9._-]+=)?(?:[A-Za-z][A-Za-z0-9+.-]*:/{0,2})?")
 
 
 def _fail(key: str, raw: str, expected: str, secret: bool = False) -> ConfigError:
@@ -65,9 +65,12 @@ def _without_secrets(key: str, raw: str) -> str:
     if "@" in raw:
         shown = raw[:start] + "***" + raw[raw.rindex("@") :]
     if key in _PATH_IS_SECRET:
-        slash = shown.find("/", start)
-        if slash >= 0 and shown[slash + 1 :].strip():
-            shown = shown[:slash] + "/***"
+        # The host is what the operator needs to see; a path, query or fragment
+        # may be the token (`https:///uuid`, `?token=...`).
+        host = re.match(r"[^/?#\\]*", shown[start:])
+        end = start + (host.end() if host else 0)
+        if shown[end:].strip("/ "):
+            shown = shown[:end] + "/***"
     return shown
 
 

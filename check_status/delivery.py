@@ -79,15 +79,17 @@ def _cap(notes: list[Notification]) -> list[Notification]:
     When the oldest are dropped, a dropped PROBLEM was never read by this
     recipient, so the reminders and the recovery queued after it would tell of
     a problem they never heard of: they go too, up to that check's next news
-    of a problem. A dropped escalation does not count: the recipient got that
-    incident's PROBLEM in an earlier text, and its recovery is news to them.
+    of a problem. A dropped escalation or "silence over" counts the same: either
+    can be the first this recipient would have heard of the incident (one that
+    opened during a silence has no PROBLEM), and the queue cannot tell. Losing a
+    recovery of a problem they did hear of is the lesser harm.
     """
     if len(notes) <= MAX_QUEUED_PER_RECIPIENT:
         return notes
     cut = len(notes) - MAX_QUEUED_PER_RECIPIENT
     untold: set[str] = set()
     for n in notes[:cut]:
-        if n.kind is Kind.PROBLEM:
+        if n.kind in _TELLS_OF_A_PROBLEM:
             untold.add(n.check)
         elif n.kind is Kind.RECOVERY:
             untold.discard(n.check)  # that incident is over, told or not

@@ -82,7 +82,9 @@ def build(
             for recipient, items in outbox.items()
             if isinstance(items, list) and items
         },
-        "delivery_failures": {shown(recipient): item for recipient, item in failures.items()},
+        "delivery_failures": {
+            shown(recipient): item for recipient, item in failures.items() if isinstance(item, dict)
+        },
         "silences": [s.to_json() for s in alerts.silences if now < s.until],
         "sms": f"SMS to {len(config.alert_to)} operator(s), texting {config.alert_level} and above"
         if config.sms_configured

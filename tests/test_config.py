@@ -336,6 +336,13 @@ def test_template_values_are_all_commented_out(tmp_path: Path) -> None:
         ("HEARTBEAT_URL", "hc-ping.com/0f8a-5bf6-uuid", "0f8a-5bf6-uuid", "'hc-ping.com/***'"),
         ("HEARTBEAT_URL", "https:/hc-ping.com/0f8a-uuid", "0f8a-uuid", "'https:/hc-ping.com/***'"),
         ("HEARTBEAT_URL", "http://hc-ping.com:0/5bf6-uuid", "5bf6-uuid", "hc-ping.com:0/***"),
+        ("HEARTBEAT_URL", "https:///0f8a-5bf6-uuid", "0f8a-5bf6-uuid", "'https:///***'"),
+        (
+            "HEARTBEAT_URL",
+            "https://hc-ping.com:0?token=5bf6",
+            "5bf6",
+            "'https://hc-ping.com:0/***'",
+        ),
         ("NODEOS_URL", "user:s3cr3t@127.0.0.1:8888", "s3cr3t", "***@127.0.0.1:8888"),
         # A password holding '/', ' ' or ',' is still a password.
         ("NODEOS_URL", "http://user:pa/ss@host:0", "pa/ss", "'http://***@host:0'"),

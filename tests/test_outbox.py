@@ -224,21 +224,29 @@ def test_capping_never_leaves_a_recovery_of_a_problem_that_was_dropped() -> None
     assert len(kept) <= MAX_QUEUED_PER_RECIPIENT
 
 
-@pytest.mark.parametrize("dropped_kind", [Kind.ESCALATION, Kind.SILENCE_ENDED, Kind.REMINDER])
-def test_capping_keeps_the_recovery_when_only_later_news_of_a_told_problem_is_dropped(
-    dropped_kind: Kind,
+@pytest.mark.parametrize(
+    ("dropped_kind", "recovery_kept"),
+    [
+        # A reminder only follows news of the problem: the recipient had that news.
+        (Kind.REMINDER, True),
+        # Either may be the first this recipient would have heard of the incident
+        # (one that opened during a silence has no PROBLEM): its recovery goes too.
+        (Kind.ESCALATION, False),
+        (Kind.SILENCE_ENDED, False),
+    ],
+)
+def test_capping_drops_a_recovery_only_when_its_news_may_have_been_the_first(
+    dropped_kind: Kind, recovery_kept: bool
 ) -> None:
-    # The PROBLEM reached this recipient in an earlier SMS; what falls off the
-    # queue now is later news of the same incident. The recovery is still news.
-    later_news = note(dropped_kind, "nodeos", "still down", 1)
+    earlier_news = note(dropped_kind, "nodeos", "still down", 1)
     filler = [
         note(Kind.PROBLEM, f"chk{i}", "down", i + 2) for i in range(MAX_QUEUED_PER_RECIPIENT - 1)
     ]
     recovered = note(Kind.RECOVERY, "nodeos", "", 45)
-    outbox = enqueue(load_outbox(None, [ALICE]), [later_news, *filler])
+    outbox = enqueue(load_outbox(None, [ALICE]), [earlier_news, *filler])
     outbox = enqueue(outbox, [recovered])
-    assert later_news not in outbox[ALICE]
-    assert outbox[ALICE][-1] == recovered
+    assert earlier_news not in outbox[ALICE]
+    assert (recovered in outbox[ALICE]) is recovery_kept
 
 
 def test_capping_keeps_a_recovery_of_a_problem_already_delivered() -> None:

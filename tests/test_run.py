@@ -530,3 +530,22 @@ def test_a_usage_error_under_json_is_json_too(tmp_path):
     document = json.loads(done.stdout)
     assert document["status"] == "UNKNOWN"
     assert document["error"].startswith("usage: No such option '--no-such-option'")
+
+
+def test_status_reads_damaged_delivery_records_without_a_traceback(cli, write_env, state_file):
+    state_file.parent.mkdir(parents=True)
+    state_file.write_text(
+        json.dumps(
+            {
+                "schema": 1,
+                "checks": {},
+                "memory": {},
+                "outbox": {"+14155550101": ["x", 5]},
+                "delivery_failures": {"+14155550101": "bounced", "+14155550102": None},
+            }
+        )
+    )
+    for args in (["status"], ["status", "--json"]):
+        result = cli("--env-file", str(write_env()), *args)
+        assert result.exit_code == 0, result.output
+        assert "internal error" not in result.output
