@@ -74,24 +74,37 @@ class Scenario:
 
 @st.composite
 def scenarios(
-    draw: st.DrawFn, delivery_always_works: bool = False, silence: bool | None = None
+    draw: st.DrawFn,
+    delivery_always_works: bool = False,
+    silence: bool | None = None,
+    long_outage: bool = False,
 ) -> Scenario:
+    """Any sequence of runs. `long_outage`: the first recipient cannot be reached
+    until the last runs while every check flaps, so that recipient's queue passes
+    its cap (MAX_QUEUED_PER_RECIPIENT) and the oldest texts must be dropped."""
     policy = Policy(
         alert_level=draw(st.sampled_from([Status.WARNING, Status.CRITICAL])),
-        alert_after=draw(st.integers(1, 3)),
+        alert_after=1 if long_outage else draw(st.integers(1, 3)),
         remind_every_minutes=draw(st.sampled_from([0, 5, 15])),
     )
-    checks = CHECK_NAMES[: draw(st.integers(2, 3))]
+    checks = CHECK_NAMES[: 3 if long_outage else draw(st.integers(2, 3))]
     recipients = RECIPIENTS[: draw(st.integers(1, 3))]
     invalid = recipients[-1] if len(recipients) > 1 and draw(st.booleans()) else None
-    count = draw(st.integers(1, 60))
+    count = draw(st.integers(40, 60) if long_outage else st.integers(1, 60))
+    # In a long outage each check flaps on a rhythm of its own (CRITICAL one run in
+    # every `period`), so the queue piles up however hypothesis shrinks it.
+    rhythms = {name: (draw(st.integers(2, 4)), draw(st.integers(0, 3))) for name in checks}
     runs = []
     # Statuses last a while, as real ones do: each run a check keeps its status or,
     # now and then, takes a new one. Incidents, recoveries and silences then happen.
     current = dict.fromkeys(checks, Status.OK)
-    for _ in range(count):
+    for index in range(count):
         for name in checks:
-            if draw(st.integers(0, 3)) == 0:
+            if long_outage:
+                period, phase = rhythms[name]
+                failing = (index + phase) % period == 0
+                current[name] = Status.CRITICAL if failing else Status.OK
+            elif draw(st.integers(0, 3)) == 0:
                 current[name] = draw(st.sampled_from(STATUSES))
         results = [CheckResult("nodeos", current["nodeos"], f"nodeos {current['nodeos'].name}")]
         for name in checks[1:]:
@@ -107,11 +120,19 @@ def scenarios(
             else:
                 status = current[name]
                 results.append(CheckResult(name, status, f"{name} {status.name}"))
-        jump = draw(st.integers(0, 12)) == 0  # now and then the clock goes back
+        # Now and then the clock goes back (not in a long outage: it must pile up).
+        jump = not long_outage and draw(st.integers(0, 12)) == 0
         minutes = -draw(st.sampled_from([1, 5, 30, 60, 61])) if jump else 1
-        works = tuple(True if delivery_always_works else draw(st.booleans()) for _ in recipients)
+        works = tuple(
+            True
+            if delivery_always_works
+            else (index >= count - 3 if long_outage and n == 0 else draw(st.booleans()))
+            for n in range(len(recipients))
+        )
         runs.append(Run(tuple(results), minutes, works))
     window = None
+    if long_outage:
+        silence = False  # a silence would stop the pile-up the test needs
     if silence if silence is not None else draw(st.booleans()):
         window = SilenceAt(
             run=draw(st.integers(0, count // 2)),
@@ -321,6 +342,17 @@ def test_every_texted_incident_gets_one_recovery_after_alert_after_ok_runs(
     scenario: Scenario,
 ) -> None:
     every_texted_incident_gets_its_recovery(scenario, play(scenario))
+
+
+@settings(max_examples=50, deadline=None)
+@given(scenarios(long_outage=True))
+def test_a_long_outage_of_one_phone_never_brings_it_a_recovery_of_an_unheard_problem(
+    scenario: Scenario,
+) -> None:
+    trace = play(scenario)
+    assert max(len(queue) for queue in trace.outbox_after[-4].values()) >= 20  # it did pile up
+    no_recovery_without_an_earlier_problem(scenario, trace)
+    one_sms_per_recipient_per_run(scenario, trace)
 
 
 @settings(max_examples=200, deadline=None)
