@@ -322,10 +322,8 @@ def unsilence_command(
     env_file, _verbose, _as_json = _merge(ctx, env_file, verbose, as_json)
     config = load_config(env_file)
     changed: list[int] = []
-    edited_at: list[datetime] = []
 
     def remove(alerts: AlertState, now: datetime) -> AlertState:
-        edited_at.append(now)
         # Only silences still in force count; an expired one is dropped here too.
         active = [s for s in alerts.silences if now < s.until]
         remaining = [] if not checks else [s.without(checks) for s in active]
@@ -341,9 +339,10 @@ def unsilence_command(
     click.echo(f"{', '.join(checks)}: {changed[0]} silence(s) ended or narrowed; {left} left")
     # What still covers a named check: the whole node, or a pattern such as 'disk:*'
     # that cannot lose one of the checks it matches.
+    now = utc_now()
     for check in checks:
         for silence in alerts.silences:
-            if silence.covers(check, edited_at[0]):
+            if silence.covers(check, now):
                 what = ", ".join(silence.checks) or "the whole node"
                 until = silence.until.strftime("%Y-%m-%d %H:%M:%S")
                 command = " ".join(["check-status unsilence", *silence.checks])
