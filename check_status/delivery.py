@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from check_status.alerting.rules import Kind, Notification
+from check_status.alerting.rules import NEWS_OF_A_PROBLEM, Kind, Notification
 from check_status.alerting.sms import render_sms
 from check_status.config import Config
 from check_status.model import format_time
@@ -63,14 +63,13 @@ def outbox_to_json(outbox: dict[str, list[Notification]]) -> dict[str, Any]:
 def enqueue(
     outbox: dict[str, list[Notification]], notifications: Sequence[Notification]
 ) -> dict[str, list[Notification]]:
+    """Queue each notification for the recipients it is addressed to (None: everyone)."""
     return {
-        recipient: _cap(_supersede([*notes, *notifications])) for recipient, notes in outbox.items()
+        recipient: _cap(
+            _supersede([*notes, *(n for n in notifications if n.to is None or recipient in n.to)])
+        )
+        for recipient, notes in outbox.items()
     }
-
-
-# The kinds that tell a recipient about a problem; a reminder or a recovery only
-# makes sense to somebody who got one of these.
-_TELLS_OF_A_PROBLEM = (Kind.PROBLEM, Kind.ESCALATION, Kind.SILENCE_ENDED)
 
 
 def _cap(notes: list[Notification]) -> list[Notification]:
@@ -89,14 +88,14 @@ def _cap(notes: list[Notification]) -> list[Notification]:
     cut = len(notes) - MAX_QUEUED_PER_RECIPIENT
     untold: set[str] = set()
     for n in notes[:cut]:
-        if n.kind in _TELLS_OF_A_PROBLEM:
+        if n.kind in NEWS_OF_A_PROBLEM:
             untold.add(n.check)
         elif n.kind is Kind.RECOVERY:
             untold.discard(n.check)  # that incident is over, told or not
     kept = []
     for n in notes[cut:]:
         if n.check in untold:
-            if n.kind not in _TELLS_OF_A_PROBLEM:
+            if n.kind not in NEWS_OF_A_PROBLEM:
                 continue
             untold.discard(n.check)
         kept.append(n)

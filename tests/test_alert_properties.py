@@ -194,7 +194,12 @@ def play(scenario: Scenario) -> Trace:
         trace.results.append({r.name: r for r in run.results})
         trace.silenced.append(
             {
-                r.name: any(s.covers(r.name, now) for s in previous.silences if now < s.until)
+                # A silence holds until two runs in a row have seen its end passed.
+                r.name: any(
+                    s.covers(r.name, s.until - timedelta(seconds=1))  # its patterns only
+                    for s in previous.silences
+                    if now < s.until or not s.end_seen
+                )
                 for r in run.results
             }
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -376,8 +377,9 @@ def test_problem_still_there_when_the_silence_ends_texts_once(
 ) -> None:
     state = silenced_state(*silence_checks, until_minute=10)
     _, per_run = drive(runs_of([CRIT] * 40), policy(remind=60), state=state)
-    assert sent(per_run) == {10: ["SILENCE_ENDED"]}
-    (ended,) = per_run[10]
+    # Minute 10 is the first run past the end; it ends at the second, minute 11.
+    assert sent(per_run) == {11: ["SILENCE_ENDED"]}
+    (ended,) = per_run[11]
     assert ended.since == at(0)
     assert ended.status is CRIT
 
@@ -389,7 +391,7 @@ def test_problem_texted_before_the_silence_and_still_there_after_it() -> None:
     times = [at(m) for m in range(5, 40)]
     _, per_run = drive(runs_of([CRIT] * 35), policy(remind=0), state=state, times=times)
     assert sent(first) == {1: ["PROBLEM"]}
-    assert sent(per_run) == {15: ["SILENCE_ENDED"]}  # minute 20
+    assert sent(per_run) == {16: ["SILENCE_ENDED"]}  # minute 21, the second run past its end
 
 
 def test_no_reminders_during_a_silence() -> None:
@@ -429,15 +431,16 @@ def test_problem_that_returns_just_after_the_silence_is_texted() -> None:
 
 
 def test_recovery_during_the_silence_is_sent_after_it() -> None:
-    # Texted at minute 1; silenced 3..10; OK from minute 5: the RECOVERY is caught up at 10.
+    # Texted at minute 1; silenced 3..10; OK from minute 5: the RECOVERY is caught up at 11,
+    # the second run past the silence's end.
     state, first = drive(runs_of([CRIT, CRIT, CRIT]), policy(remind=0))
     state = AlertState(state.checks, (Silence((), at(10), "upgrade", at(3)),))
     times = [at(m) for m in range(3, 20)]
     statuses = [CRIT, CRIT, *[OK] * 15]  # minutes 3, 4 failing; OK from 5
     state, per_run = drive(runs_of(statuses), policy(remind=0), state=state, times=times)
     assert sent(first) == {1: ["PROBLEM"]}
-    assert sent(per_run) == {7: ["RECOVERY"]}  # minute 10, the first run after the silence
-    (recovery,) = per_run[7]
+    assert sent(per_run) == {8: ["RECOVERY"]}  # minute 11
+    (recovery,) = per_run[8]
     assert recovery.since == at(0)
     assert recovery.ended == at(5)
     assert state.checks["nodeos"].incident is None
@@ -455,10 +458,30 @@ def test_problem_only_during_a_silence_never_recovers() -> None:
     [(4, True), (4.99, True), (5, False), (100, False)],
 )
 def test_expired_silences_are_dropped(minute: float, kept: bool) -> None:
+    """A silence ends when two runs in a row see its end passed, not one."""
     silence = Silence((), at(5), "upgrade", START)
     other = Silence(("nodeos",), at(60 * 24), "long", START)
     state, _ = decide(AlertState(silences=(silence, other)), [result(OK)], at(minute), policy())
-    assert state.silences == ((silence, other) if kept else (other,))
+    if kept:
+        assert state.silences == (silence, other)
+        return
+    # The first run past the end keeps it, marked; the next run past the end drops it.
+    assert state.silences == (replace(silence, end_seen=True), other)
+    assert state.silences[0].covers("nodeos", at(minute))
+    state, _ = decide(state, [result(OK)], at(minute + 1), policy())
+    assert state.silences == (other,)
+
+
+def test_a_clock_that_jumps_hours_ahead_for_one_run_ends_no_silence() -> None:
+    # A 2 h maintenance silence from minute 0; a failing check texted nothing so far.
+    state = silenced_state(until_minute=120)
+    times = [at(m) for m in range(0, 10)] + [at(10 + 180)] + [at(m) for m in range(11, 30)]
+    state, per_run = drive(
+        runs_of([CRIT] * len(times)), policy(remind=60), state=state, times=times
+    )
+    assert sent(per_run) == {}  # no "(silence over)" during the maintenance
+    assert [s.until for s in state.silences] == [at(120)]
+    assert not state.silences[0].end_seen
 
 
 # --- the clock ------------------------------------------------------------------

@@ -44,6 +44,10 @@ class Policy:
     alert_level: Status = Status.WARNING
     alert_after: int = 2
     remind_every_minutes: int = 60
+    # The operators' numbers (ALERT_TO) when SMS can be sent. With none, every
+    # notification is addressed to "everyone" and nobody is recorded as told:
+    # a problem decided before the Twilio keys were filled in is then told late.
+    recipients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,11 @@ class Notification:
     since: datetime  # when the problem began: reminders and recoveries say how long it lasted
     at: datetime  # when this notification was decided
     ended: datetime | None = None  # for a RECOVERY: the first OK run
+    # Who gets it; None: every recipient. Set by `decide` when it knows the recipients.
+    to: tuple[str, ...] | None = None
+    # A PROBLEM for a recipient who missed the first one (keys set late, a
+    # number added or fixed mid-incident): the text says since when.
+    late: bool = False
 
     @property
     def lasted_seconds(self) -> float:
@@ -69,6 +78,7 @@ class Notification:
             "since": format_time(self.since),
             "at": format_time(self.at),
             "ended": format_time(self.ended) if self.ended else None,
+            "late": self.late,
         }
 
     @classmethod
@@ -81,6 +91,7 @@ class Notification:
             parse_time(data["since"]),
             parse_time(data["at"]),
             parse_time(data["ended"]) if data.get("ended") else None,
+            late=bool(data.get("late", False)),
         )
 
 
@@ -90,9 +101,13 @@ class Silence:
     until: datetime
     reason: str
     created_at: datetime
+    # A run saw `until` passed. The silence ends only when the next run sees it
+    # passed too: one run whose clock jumped hours ahead (NTP, a bad RTC) must
+    # not end a maintenance silence for good, nor text "(silence over)" during it.
+    end_seen: bool = False
 
     def covers(self, check: str, now: datetime) -> bool:
-        if now >= self.until:
+        if now >= self.until and not self.end_seen:
             return False
         import fnmatch  # only when a silence exists
 
@@ -106,6 +121,7 @@ class Silence:
             "until": format_time(self.until),
             "reason": self.reason,
             "created_at": format_time(self.created_at),
+            "end_seen": self.end_seen,
         }
 
     def without(self, checks: tuple[str, ...]) -> Silence | None:
@@ -128,6 +144,7 @@ class Silence:
             parse_time(data["until"]),
             str(data.get("reason", "")),
             parse_time(data["created_at"]),
+            bool(data.get("end_seen", False)),
         )
 
 
@@ -138,6 +155,12 @@ class Incident:
     last_notified_at: datetime | None
     summary: str
     silenced: bool = False  # opened or kept during a silence: SILENCE_ENDED is due when it ends
+    # Per recipient: the highest status of the news queued for them (a queue is
+    # retried until Twilio accepts it), or FAILED when Twilio refused that number
+    # for good. A recipient missing here was never told: they get a late PROBLEM,
+    # and no RECOVERY. None: a state written before this was recorded, read as
+    # "every recipient was told", so an upgrade texts nobody twice.
+    told: dict[str, str] | None = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,6 +171,7 @@ class Incident:
             else None,
             "summary": self.summary,
             "silenced": self.silenced,
+            "told": self.told,
         }
 
 
@@ -171,18 +195,136 @@ class AlertState:
 def decide(
     previous: AlertState, results: Iterable[CheckResult], now: datetime, policy: Policy
 ) -> tuple[AlertState, list[Notification]]:
-    silences = tuple(s for s in previous.silences if now < s.until)
+    silences = _age_silences(previous.silences, now)
     notifications: list[Notification] = []
     records: dict[str, CheckRecord] = {}
     for result in results:
         before = previous.checks.get(result.name, CheckRecord())
         silenced = any(s.covers(result.name, now) for s in silences)
         record, notification = _decide_one(before, result, now, policy, silenced)
+        record, addressed = _address(before.incident, record, notification, result, now, policy)
         records[result.name] = record
-        if notification is not None:
-            notifications.append(notification)
+        notifications += addressed
     # A check no longer run (an endpoint removed from ENDPOINTS) is forgotten quietly.
     return AlertState(records, silences), notifications
+
+
+def _age_silences(silences: Iterable[Silence], now: datetime) -> tuple[Silence, ...]:
+    """Silences still in force: one whose end has passed holds for one more run."""
+    kept = []
+    for silence in silences:
+        if now < silence.until:
+            kept.append(replace(silence, end_seen=False))  # a clock that stepped back
+        elif not silence.end_seen:
+            kept.append(replace(silence, end_seen=True))
+        # else: two runs in a row saw it over: it ends now.
+    return tuple(kept)
+
+
+FAILED = "FAILED"  # in Incident.told: Twilio refused this number for good
+
+
+def _address(
+    incident_before: Incident | None,
+    record: CheckRecord,
+    note: Notification | None,
+    result: CheckResult,
+    now: datetime,
+    policy: Policy,
+) -> tuple[CheckRecord, list[Notification]]:
+    """Who gets this check's news, per recipient, and who has now been told.
+
+    - news of a problem (PROBLEM, ESCALATION, SILENCE_ENDED) goes to everyone;
+    - a REMINDER goes to those told; anyone not told gets a late PROBLEM instead;
+    - with no news due, a recipient never told of an open incident that was
+      texted (keys set late, a number added to ALERT_TO) gets a late PROBLEM;
+      one Twilio refused for good is retried only with the reminders;
+    - a RECOVERY goes only to those told of the problem.
+    """
+    recipients = policy.recipients
+    if not recipients:
+        return record, [note] if note is not None else []
+    if note is not None and note.kind is Kind.RECOVERY:
+        told = _told(incident_before, recipients)
+        to = tuple(r for r in recipients if told.get(r, FAILED) != FAILED)
+        return record, [replace(note, to=to)] if to else []
+    incident = record.incident
+    if incident is None:
+        return record, [note] if note is not None else []
+    told = _told(incident, recipients)
+    addressed: list[Notification] = []
+    late: tuple[str, ...] = ()
+    if note is not None and note.kind in NEWS_OF_A_PROBLEM:
+        addressed.append(replace(note, to=recipients))
+        for r in recipients:
+            told[r] = _higher_name(told.get(r), note.status)
+    elif note is not None:  # a REMINDER
+        reminded = tuple(r for r in recipients if told.get(r, FAILED) != FAILED)
+        if reminded:
+            addressed.append(replace(note, to=reminded))
+        late = tuple(r for r in recipients if r not in reminded)
+    elif (
+        incident.notified_status is not None
+        and not incident.silenced
+        and _is_problem(result, policy)
+    ):
+        late = tuple(r for r in recipients if r not in told)
+    if late:
+        addressed.append(
+            Notification(
+                Kind.PROBLEM,
+                result.name,
+                result.status,
+                result.summary,
+                record.problem_since or now,
+                now,
+                to=late,
+                late=True,
+            )
+        )
+        for r in late:
+            told[r] = _higher_name(None if told.get(r) == FAILED else told.get(r), result.status)
+    return replace(record, incident=replace(incident, told=told)), addressed
+
+
+# The kinds that tell a recipient about a problem; a reminder or a recovery only
+# makes sense to somebody who got one of these.
+NEWS_OF_A_PROBLEM = (Kind.PROBLEM, Kind.ESCALATION, Kind.SILENCE_ENDED)
+
+
+def _told(incident: Incident | None, recipients: tuple[str, ...]) -> dict[str, str]:
+    """The incident's told record, for the current recipients only."""
+    if incident is None:
+        return {}
+    if incident.told is None:  # written before told was recorded: everyone was
+        status = incident.notified_status.name if incident.notified_status else None
+        return {r: status for r in recipients} if status else {}
+    return {r: s for r, s in incident.told.items() if r in recipients}
+
+
+def _higher_name(told: str | None, status: Status) -> str:
+    if told is None or told == FAILED:
+        return status.name
+    return told if Status[told].severity >= status.severity else status.name
+
+
+def refused_for_good(
+    state: AlertState, recipient: str, notes: Iterable[Notification]
+) -> AlertState:
+    """Twilio refused `recipient` for good: the news in `notes` never reached them.
+
+    They are then not told of those incidents: no reminder, no recovery, and a
+    late PROBLEM with the next reminder, in case the number works again by then.
+    """
+    checks = {n.check for n in notes if n.kind in NEWS_OF_A_PROBLEM}
+    records = dict(state.checks)
+    for name in checks:
+        record = records.get(name)
+        if record is None or record.incident is None or record.incident.told is None:
+            continue
+        told = {**record.incident.told, recipient: FAILED}
+        records[name] = replace(record, incident=replace(record.incident, told=told))
+    return replace(state, checks=records)
 
 
 def _is_problem(result: CheckResult, policy: Policy) -> bool:
@@ -390,6 +532,7 @@ def _record_from_json(item: dict[str, Any]) -> CheckRecord:
             else None,
             summary=str(raw.get("summary", "")),
             silenced=bool(raw.get("silenced", False)),
+            told=_told_from_json(raw["told"]) if "told" in raw else None,
         )
     since = item.get("problem_since")
     ok_since = item.get("ok_since")
@@ -400,3 +543,13 @@ def _record_from_json(item: dict[str, Any]) -> CheckRecord:
         ok_since=parse_time(ok_since) if ok_since else None,
         incident=incident,
     )
+
+
+def _told_from_json(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(r): str(s)
+        for r, s in raw.items()
+        if isinstance(s, str) and (s == FAILED or s in Status.__members__)
+    }

@@ -88,6 +88,10 @@ def _sections(
             item = f"{label}{sms_check_name(n.check)}: {_shorten(n.summary, limit)}"
             if n.kind is Kind.REMINDER:
                 item += f" ({human_duration((now - n.since).total_seconds())})"
+            elif n.late:
+                # They missed the first text: say how long it has been going on.
+                lasted = human_duration((now - n.since).total_seconds())
+                item += f" (since {n.since:%H:%M} UTC, {lasted})"
             elif n.kind is Kind.SILENCE_ENDED:
                 item += " (silence over)"
             items.append(item)
