@@ -182,7 +182,7 @@ def run_command(
     """One run: check, remember, text, report (what cron calls every minute)."""
     from check_status import output
     from check_status.runner import run_once
-    from check_status.state import LockBusy, run_lock
+    from check_status.state import LockBusy, LockUnavailable, run_lock
 
     env_file, verbose, as_json = _merge(ctx, env_file, verbose, as_json)
     config = load_config(env_file)
@@ -194,7 +194,7 @@ def run_command(
     signal.alarm(RUN_DEADLINE_SECONDS)
     now = utc_now()
     try:
-        with run_lock(config.lock_file, now) as lock_note:
+        with run_lock(config.lock_file, now, fallback=config.state_fallback_dir) as lock_note:
             report = run_once(
                 config,
                 now,
@@ -204,6 +204,10 @@ def run_command(
             )
     except LockBusy as busy:
         fail(f"{busy}; this run did nothing")
+    except LockUnavailable as problem:
+        # Judge and print all the same: the operator at the terminal still
+        # learns what is wrong with the node, and the line says why no SMS went.
+        report = run_once(config, now, lock_problem=str(problem), scheduled=False)
     finally:
         signal.alarm(0)
     if as_json:
@@ -245,19 +249,29 @@ def _edit_silences(
 ) -> AlertState:
     """Change the silences in the state file under the run lock, waiting out a running run."""
     from check_status.alerting.rules import alert_state_from_json, alert_state_to_json
-    from check_status.state import LockBusy, StateError, load_state, run_lock, save_state
+    from check_status.state import LockBusy, LockUnavailable, StateStore, run_lock
 
     now = utc_now()
     try:
-        with run_lock(config.lock_file, now, wait_seconds=RUN_DEADLINE_SECONDS + 5) as lock_note:
-            if lock_note:
-                fail(f"{lock_note}; silences not changed")
-            loaded = load_state(config.state_file, now)
+        with run_lock(
+            config.lock_file,
+            now,
+            wait_seconds=RUN_DEADLINE_SECONDS + 5,
+            fallback=config.state_fallback_dir,
+        ):
+            # The same store as the runs: a silence set while the state file is
+            # read-only goes into the copy they read.
+            store = StateStore(config.state_file, config.state_fallback_dir)
+            loaded = store.load(now)
             alerts = change(alert_state_from_json(loaded.data.get("alerts")), now)
             loaded.data["alerts"] = alert_state_to_json(alerts)
-            save_state(config.state_file, loaded.data)
+            store.save(loaded.data)
+            if store.where is None:
+                fail(f"{'; '.join(store.problems)}; silences not changed")
+            for problem in store.problems:
+                click.echo(f"note: {problem}", err=True)
             return alerts
-    except (LockBusy, StateError) as error:
+    except (LockBusy, LockUnavailable) as error:
         fail(f"{error}; silences not changed")
 
 

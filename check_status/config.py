@@ -275,6 +275,13 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("HTTP_TIMEOUT_SECONDS", "3", "timeout of each HTTP request, in seconds", _integer(1, 20)),
     Key("STATE_FILE", "/var/lib/check-status/state.json", "state kept between runs", _path),
+    Key(
+        "STATE_FALLBACK_DIR",
+        "",
+        "where a copy of the state goes while STATE_FILE cannot be written"
+        " (empty: /run/check-status as root, else $XDG_RUNTIME_DIR or /tmp)",
+        _optional_path,
+    ),
     Key("TWILIO_ACCOUNT_SID", "", "Twilio account SID (AC...)", _sid("AC")),
     Key(
         "TWILIO_AUTH_TOKEN",
@@ -367,6 +374,7 @@ class Config:
     nodeos_log: str | None
     http_timeout_seconds: int
     state_file: str
+    state_fallback_dir: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = field(default=None, repr=False)
     twilio_from: str | None = None

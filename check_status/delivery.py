@@ -15,7 +15,7 @@ their own queue. So:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +30,9 @@ from check_status.notify.twilio_sms import TwilioSettings
 # A recipient unreachable for days must not grow the state file without end;
 # the newest notifications are the ones worth keeping.
 MAX_QUEUED_PER_RECIPIENT = 30
+
+# A 2xx from Twilio is an acceptance, even when its body could not be read.
+NO_MESSAGE_ID = "sent, but Twilio's answer had no message id"
 
 
 @dataclass(frozen=True)
@@ -153,32 +156,43 @@ def twilio_settings(config: Config) -> TwilioSettings:
 
 
 def deliver(
-    bodies: dict[str, str], settings: TwilioSettings
+    bodies: dict[str, str],
+    settings: TwilioSettings,
+    on_outcome: Callable[[Outcome, int | None], None] | None = None,
 ) -> tuple[list[Outcome], dict[str, int | None]]:
-    """Send each body to its recipient, concurrently, each bounded by the Twilio timeout."""
+    """Send each body to its recipient, concurrently, each bounded by the Twilio timeout.
+
+    `on_outcome(outcome, code)` is called as soon as Twilio answers for one
+    recipient, so the caller can record it before waiting for the slowest.
+    """
     from check_status.concurrency import run_concurrently
     from check_status.notify.twilio_sms import make_client, send_sms
 
     def send(recipient: str, body: str) -> Outcome | NotifyError:
         try:
             client = make_client(settings)
-            return Outcome(recipient, "sent", body, send_sms(client, settings, recipient, body))
+            sid = send_sms(client, settings, recipient, body)
         except NotifyError as error:
             return error
+        return Outcome(recipient, "sent", body, sid or NO_MESSAGE_ID)
+
+    codes: dict[str, int | None] = {}
+
+    def outcome_of(recipient: str, answer: Any) -> Outcome:
+        if isinstance(answer, Outcome):
+            return answer
+        if isinstance(answer, NotifyError):
+            codes[recipient] = answer.code
+            result = "failed" if answer.permanent else "pending"
+            return Outcome(recipient, result, bodies[recipient], answer.reason)
+        # the run's deadline passed first: still queued, retried next run
+        return Outcome(recipient, "pending", bodies[recipient], "no answer from Twilio in time")
+
+    def answered(recipient: str, answer: Any) -> None:
+        if on_outcome is not None:
+            on_outcome(outcome_of(recipient, answer), codes.get(recipient))
 
     tasks = {r: (lambda r=r, b=b: send(r, b)) for r, b in bodies.items()}
-    answers = run_concurrently(tasks, settings.timeout + 1)
-    outcomes: list[Outcome] = []
-    codes: dict[str, int | None] = {}
-    for recipient, answer in answers.items():
-        if isinstance(answer, Outcome):
-            outcomes.append(answer)
-        elif isinstance(answer, NotifyError):
-            result = "failed" if answer.permanent else "pending"
-            outcomes.append(Outcome(recipient, result, bodies[recipient], answer.reason))
-            codes[recipient] = answer.code
-        else:  # the run's deadline passed first: still queued, retried next run
-            outcomes.append(
-                Outcome(recipient, "pending", bodies[recipient], "no answer from Twilio in time")
-            )
+    answers = run_concurrently(tasks, settings.timeout + 1, answered)
+    outcomes = [outcome_of(recipient, answer) for recipient, answer in answers.items()]
     return outcomes, codes

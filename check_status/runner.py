@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from check_status.alerting.rules import (
@@ -20,6 +20,7 @@ from check_status.alerting.rules import (
     alert_state_to_json,
     decide,
     explain,
+    refused_for_good,
 )
 from check_status.checks.chain_id import judge_chain_id
 from check_status.checks.disk import judge_disk
@@ -30,13 +31,20 @@ from check_status.checks.nodeos import judge_nodeos
 from check_status.checks.state_db import judge_state_db
 from check_status.concurrency import run_concurrently
 from check_status.config import Config
-from check_status.model import CheckResult, ProbeFailure, Status, format_time, worst
+from check_status.model import (
+    CheckResult,
+    ProbeFailure,
+    Status,
+    format_time,
+    recorded_at,
+    worst,
+)
 from check_status.probes.disk import probe_disk
 from check_status.probes.nodeos import ChainInfo, fetch_chain_info, fetch_db_size
-from check_status.state import StateError, load_state, save_state
 
 if TYPE_CHECKING:
     from check_status.delivery import Outcome
+    from check_status.state import StateStore
 
 # Features that are off by default (log scan, peers, SMS) are imported only
 # when configured: cron starts this process 1,440 times a day, and import time
@@ -60,11 +68,14 @@ class RunReport:
     sms: str = "SMS not configured"
     dry_run: bool = False
     open_incidents: int = 0
+    lock_problem: str | None = None  # the run lock could not be opened: nothing sent or saved
 
     @property
     def status(self) -> Status:
         # A checker that lost or could not save its memory may miss or repeat
         # an alert: never report that as plain OK.
+        if self.lock_problem:
+            return Status.UNKNOWN
         floor = Status.WARNING if self.notes else Status.OK
         return worst([floor, *(r.status for r in self.results)])
 
@@ -186,21 +197,33 @@ def run_once(
     dry_run: bool = False,
     notes: tuple[str, ...] = (),
     scheduled: bool = True,
+    lock_problem: str | None = None,
 ) -> RunReport:
     """One whole run. The caller holds the run lock; `notes` are its problems so far.
 
     `scheduled` is False for a run typed at a terminal: it is recorded as the
     last run, but not as the last scheduled one, which alone proves cron works.
 
-    Order matters: alerts go out before the state is saved, because a full
-    disk can make the save fail and the alert must still be sent.
+    `lock_problem` says the run lock could not be opened: the run then judges
+    and reports like a dry run, and sends and saves nothing, since overlapping
+    runs without a lock would each text everyone.
+
+    The state is saved before any SMS goes out and again as each recipient's
+    outcome comes back, so a run killed mid-delivery never re-sends a text
+    that Twilio already accepted; if the state file cannot be written, a copy
+    is kept in the fallback directory (see StateStore).
     """
-    notes = list(notes)
-    loaded = load_state(config.state_file, now, move_aside=not dry_run)
+    from check_status.state import StateStore
+
+    notes = [lock_problem, *notes] if lock_problem else list(notes)
+    acts = not dry_run and lock_problem is None  # this run may send and save
+    store = StateStore(config.state_file, config.state_fallback_dir)
+    loaded = store.load(now, move_aside=acts)
     if loaded.warning:
         notes.append(loaded.warning)
     state = loaded.data
     memory = state.get("memory", {})
+    last_saved_at = recorded_at(state.get("last_run"))
 
     facts = probe_everything(config, memory)
     results, new_memory = judge_everything(config, facts, memory, now)
@@ -215,26 +238,27 @@ def run_once(
     if scheduled:
         state["last_scheduled_run"] = {"at": state["last_run"]["at"]}
 
-    alerts = alert_operators(config, state, results, now, dry_run=dry_run)
+    alerts = alert_operators(
+        config, state, results, now, store=store if acts else None, last_saved_at=last_saved_at
+    )
     notes += alerts.notes
 
     remarks: list[str] = []
-    if not dry_run:
-        state_saved = True
-        try:
-            reserve_note = save_state(config.state_file, state)
-        except StateError as error:
-            notes.append(str(error))
-            state_saved = False
-        else:
-            if reserve_note:
-                notes.append(reserve_note)
-        if config.heartbeat_url:
-            # After the save, so the ping can tell of a checker that cannot
-            # remember: it would never reach ALERT_AFTER failing runs, and so never
-            # text, and the heartbeat service is then the one left to say so. The
-            # ping's own failure is only a remark: the service alerts if pings stop.
-            remarks += ping_heartbeat(config.heartbeat_url, results, state_saved)
+    if acts:
+        notes += store.problems  # alert_operators saved the state
+    if config.heartbeat_url and not dry_run:
+        # After the save, so the ping can tell of a checker that cannot write
+        # its state file or take its lock: the heartbeat service is then the
+        # one left to say so. The ping's own failure is only a remark: the
+        # service alerts if pings stop.
+        trouble = (
+            "run lock unavailable, nothing texted"
+            if lock_problem
+            else None
+            if store.where == "file"
+            else "state file not saved"
+        )
+        remarks += ping_heartbeat(config.heartbeat_url, results, trouble)
     report = RunReport(
         config.node_name,
         now,
@@ -245,10 +269,11 @@ def run_once(
         alerts.decisions,
         alerts.deliveries,
         alerts.sms,
-        dry_run,
+        not acts,
         alerts.open_incidents,
+        lock_problem,
     )
-    if config.prometheus_textfile and not dry_run:
+    if config.prometheus_textfile and acts:
         from check_status.prometheus import render, write_textfile
 
         try:
@@ -260,6 +285,12 @@ def run_once(
 
 
 _UNSENT = {"failed": "failed for good", "pending": "not sent, will retry"}
+
+# A run that can save its state nowhere does not know what the runs before it
+# texted. The first such run (its state was saved a minute ago) sends as usual;
+# later ones send only in the first run of each REMIND_EVERY_MINUTES window
+# counted from the last save, so nobody gets the same text every minute.
+FRESH_STATE_SECONDS = 90
 
 
 @dataclass(frozen=True)
@@ -277,10 +308,19 @@ def alert_operators(
     results: list[CheckResult],
     now: datetime,
     *,
-    dry_run: bool,
+    store: StateStore | None,
+    last_saved_at: datetime | None = None,
 ) -> AlertReport:
-    """Decide what to text, queue it per recipient, send it; update `state` in place."""
-    policy = Policy(Status[config.alert_level], config.alert_after, config.remind_every_minutes)
+    """Decide what to text, queue it per recipient, send it; update `state` in place.
+
+    The state is saved here, once before anything is sent and again as each
+    recipient's outcome comes back. With no `store` (a dry run, or no lock)
+    nothing is sent and nothing saved.
+    """
+    recipients = config.alert_to if config.sms_configured else ()
+    policy = Policy(
+        Status[config.alert_level], config.alert_after, config.remind_every_minutes, recipients
+    )
     previous = alert_state_from_json(state.get("alerts"))
     alert_state, notifications = decide(previous, results, now, policy)
     state["alerts"] = alert_state_to_json(alert_state)
@@ -295,6 +335,8 @@ def alert_operators(
     open_incidents = sum(1 for record in alert_state.checks.values() if record.incident is not None)
     if not config.sms_configured:
         state.pop("outbox", None)
+        if store is not None:
+            store.save(state)
         return AlertReport(decisions, (), "SMS not configured", (), open_incidents)
 
     from check_status.delivery import (
@@ -308,42 +350,96 @@ def alert_operators(
         twilio_settings,
     )
 
-    outbox = enqueue(load_outbox(state.get("outbox"), config.alert_to), notifications)
+    queued_before = load_outbox(state.get("outbox"), config.alert_to)
+    outbox = enqueue(queued_before, notifications)
     bodies = render_for(config.node_name, outbox, now)
-    if dry_run:
+    state["outbox"] = outbox_to_json(outbox)
+    if store is None:
         would = tuple(Outcome(r, "would send", body, "dry run") for r, body in bodies.items())
         return AlertReport(decisions, would, "dry run: nothing sent", (), open_incidents)
-    outcomes, codes = deliver(bodies, twilio_settings(config)) if bodies else ([], {})
+    notes: list[str] = []
+    store.save(state)  # what is about to be sent is on disk before it is sent
+    if store.where is None and not (last_saved_at and _fresh(now, last_saved_at)):
+        # Nowhere to save, and the runs since the last save decided from the
+        # same old state: failing runs cannot be counted without a memory, so
+        # decide as if ALERT_AFTER were 1, and send only in the first run of
+        # each window, since the runs before this one sent the same texts.
+        alert_state, notifications = decide(
+            previous, results, now, dataclasses.replace(policy, alert_after=1)
+        )
+        outbox = enqueue(queued_before, notifications)
+        bodies = render_for(config.node_name, outbox, now)
+        if bodies and not _may_send_unsaved(now, last_saved_at, policy):
+            notes.append(
+                f"SMS to {', '.join(sorted(bodies))} held back: the state cannot be saved, "
+                "so this run cannot tell what the last one texted; "
+                "texts go out once per REMIND_EVERY_MINUTES"
+            )
+            bodies = {}
+
     failures = state.get("delivery_failures")
-    outbox, failures = apply_outcomes(
-        outbox, outcomes, failures if isinstance(failures, dict) else {}, now, codes
-    )
-    state["outbox"] = outbox_to_json(outbox)
-    state["delivery_failures"] = failures
+    progress = {"outbox": outbox, "failures": failures if isinstance(failures, dict) else {}}
+    progress["alerts"] = alert_state
+
+    def record(outcome: Outcome, code: int | None) -> None:
+        # Called as each recipient's answer arrives, one at a time.
+        sent_notes = progress["outbox"].get(outcome.recipient, [])
+        progress["outbox"], progress["failures"] = apply_outcomes(
+            progress["outbox"], [outcome], progress["failures"], now, {outcome.recipient: code}
+        )
+        if outcome.result == "failed":
+            progress["alerts"] = refused_for_good(progress["alerts"], outcome.recipient, sent_notes)
+        state["outbox"] = outbox_to_json(progress["outbox"])
+        state["delivery_failures"] = progress["failures"]
+        state["alerts"] = alert_state_to_json(progress["alerts"])
+        if store.where is not None:
+            store.save(state)
+
+    outcomes, _codes = deliver(bodies, twilio_settings(config), record) if bodies else ([], {})
+    state["delivery_failures"] = progress["failures"]
     # One note per reason: a bad token or a Twilio outage fails every recipient
     # alike, and the operator needs to read it once, not once per phone.
     unsent: dict[tuple[str, str], list[str]] = {}
     for o in outcomes:
         if o.result != "sent":
             unsent.setdefault((o.result, o.detail), []).append(o.recipient)
-    notes = tuple(
+    notes += [
         f"SMS to {', '.join(recipients)} {_UNSENT[result]}: {detail}"
         for (result, detail), recipients in unsent.items()
-    )
+    ]
     sent = sum(1 for o in outcomes if o.result == "sent")
     summary = f"SMS sent to {sent} of {len(outcomes)}" if outcomes else "no SMS due"
-    return AlertReport(decisions, tuple(outcomes), summary, notes, open_incidents)
+    return AlertReport(decisions, tuple(outcomes), summary, tuple(notes), open_incidents)
 
 
-def ping_heartbeat(url: str, results: list[CheckResult], state_saved: bool) -> list[str]:
-    """Ping the dead-man's switch: `/fail` for a CRITICAL run or one that lost its memory."""
+def _fresh(now: datetime, last_saved_at: datetime) -> bool:
+    return 0 <= (now - last_saved_at).total_seconds() < FRESH_STATE_SECONDS
+
+
+def _may_send_unsaved(now: datetime, last_saved_at: datetime | None, policy: Policy) -> bool:
+    """For a run that can save nowhere: is it the first run of its window?
+
+    Windows of REMIND_EVERY_MINUTES start with the second run after the last
+    save (the first one decided as usual), so a first PROBLEM goes out within
+    two minutes, and then at most once a window.
+    """
+    if last_saved_at is not None and _fresh(now, last_saved_at):
+        return True
+    anchor = last_saved_at or datetime(1970, 1, 1, tzinfo=UTC)
+    window = max(policy.remind_every_minutes, 1) * 60
+    return ((now - anchor).total_seconds() - FRESH_STATE_SECONDS) % window < 60
+
+
+def ping_heartbeat(url: str, results: list[CheckResult], trouble: str | None) -> list[str]:
+    """Ping the dead-man's switch: `/fail` for a CRITICAL run, or one whose `trouble`
+    (no state file, no lock) may stop or repeat its texts."""
     from check_status.notify import NotifyError
     from check_status.notify.heartbeat import ping
 
     status = worst(r.status for r in results)
     message = f"check-status {status.name}"
-    if not state_saved:
-        status, message = Status.CRITICAL, f"{message}; state file not saved"
+    if trouble:
+        status, message = Status.CRITICAL, f"{message}; {trouble}"
     try:
         ping(url, status, message)
     except NotifyError as error:

@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,6 +37,10 @@ class StateError(Exception):
 
 class LockBusy(Exception):
     """Another run holds the lock."""
+
+
+class LockUnavailable(Exception):
+    """The lock cannot be opened at all: the run may judge, but must not send or save."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,27 @@ def _move_aside(target: Path, now: datetime, why: str) -> LoadedState:
 # exactly when the state matters most: without it the run could not record
 # that it texted the operators, and would text them again, or never send the
 # recovery. Given back to save the state, taken again once there is room.
+# Sized to the state: at least this, and at least twice the state's own size.
 RESERVE_BYTES = 128 * 1024
+
+# Every string kept is bounded (a peer's status text, a log excerpt, a
+# summary), so the state stays small enough to save on a full disk.
+MAX_KEPT_STRING = 1000
+
+
+def bounded(value: Any) -> Any:
+    """`value` with every string longer than MAX_KEPT_STRING cut to it."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_KEPT_STRING else value[: MAX_KEPT_STRING - 2] + ".."
+    if isinstance(value, dict):
+        return {k: bounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [bounded(v) for v in value]
+    return value
+
+
+def reserve_size(payload_bytes: int) -> int:
+    return max(RESERVE_BYTES, -(-2 * payload_bytes // 4096) * 4096)
 
 
 def save_state(path: str, data: dict[str, Any]) -> str | None:
@@ -127,7 +153,7 @@ def save_state(path: str, data: dict[str, Any]) -> str | None:
     Returns a note when the reserve had to be used (the disk is full).
     """
     target = Path(path)
-    payload = json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
+    payload = json.dumps(bounded(data), indent=1, sort_keys=True).encode() + b"\n"
     reserve = target.with_name(f".{target.name}.reserve")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +168,7 @@ def save_state(path: str, data: dict[str, Any]) -> str | None:
         except OSError as again:
             raise StateError(f"cannot write state file {path}: {again.strerror or again}") from None
         return f"disk full: state file {path} saved in the room kept for it"
-    _keep_reserve(reserve)
+    _keep_reserve(reserve, reserve_size(len(payload)))
     return None
 
 
@@ -174,22 +200,145 @@ def _remove_stale_temp_files(target: Path) -> None:
             leftover.unlink()
 
 
-def _keep_reserve(reserve: Path) -> None:
-    if reserve.exists():
-        return
+def _keep_reserve(reserve: Path, size: int) -> None:
+    """Hold `size` bytes beside the state file; grow a reserve the state outgrew."""
     try:
-        fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if reserve.stat().st_size >= size:
+            return
+        fd = os.open(reserve, os.O_WRONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        try:
+            fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            return
     except OSError:
         return
     try:
         # Really allocated, not sparse: the blocks must be ours to give back.
-        os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        os.posix_fallocate(fd, 0, size)
     except OSError:
         os.close(fd)
         with contextlib.suppress(OSError):
-            reserve.unlink()  # no room for it yet; try again next run
+            if reserve.stat().st_size < RESERVE_BYTES:
+                reserve.unlink()  # no room for it yet; try again next run
         return
     os.close(fd)
+
+
+# --- the fallback copy --------------------------------------------------------
+
+
+def fallback_dir(configured: str | None) -> Path:
+    """Where the state goes while STATE_FILE cannot be written: a tmpfs if we can.
+
+    /run is a tmpfs on every systemd machine: a read-only remount, a full disk
+    or `chattr +i` of the state's filesystem leaves it writable. It is gone
+    after a reboot, which is the lesser loss.
+    """
+    if configured:
+        return Path(configured)
+    if os.geteuid() == 0:
+        return Path("/run/check-status")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "check-status"
+    return Path(tempfile.gettempdir()) / f"check-status-{os.geteuid()}"
+
+
+def _private_dir(directory: Path) -> Path:
+    """`directory`, made 0700 if new; refused unless it is ours alone (it may be in /tmp)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise OSError(errno.ENOTDIR, "not a directory (a symlink?)")
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise OSError(errno.EPERM, "owned by another user or writable by others")
+    return directory
+
+
+def _digest(state_file: str) -> str:
+    return hashlib.sha256(os.path.abspath(state_file).encode()).hexdigest()[:16]
+
+
+class StateStore:
+    """The state file, and its fallback copy for the runs that cannot write it.
+
+    Each save carries a generation number, one more than the state it was
+    loaded from; a load takes whichever of the two is newer. So a run that
+    could only write the copy is remembered by the next, and the copy is
+    dropped as soon as the state file can be written again.
+    """
+
+    def __init__(self, state_file: str, configured_fallback_dir: str | None = None) -> None:
+        self.path = state_file
+        self.copy = fallback_dir(configured_fallback_dir) / f"state-{_digest(state_file)}.json"
+        self.generation = 0
+        self.problems: list[str] = []  # why saves this run did not reach the state file
+        self.where: str | None = None  # where the last save went: "file", "copy" or None
+
+    def load(self, now: datetime, *, move_aside: bool = True) -> LoadedState:
+        loaded = load_state(self.path, now, move_aside=move_aside)
+        copy = self._read_copy()
+        chosen = loaded
+        if copy is not None and _generation(copy) > _generation(loaded.data):
+            chosen = LoadedState(copy, loaded.warning)
+        self.generation = _generation(chosen.data)
+        return chosen
+
+    def _read_copy(self) -> dict[str, Any] | None:
+        try:
+            fd = os.open(self.copy, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+                return None  # not ours: never trust it
+            with os.fdopen(fd, "rb") as handle:
+                fd = -1
+                data = json.loads(handle.read(), parse_constant=_refuse_constant)
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+            return None
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
+            return None
+        return data if _has_its_shape(data) else None
+
+    def save(self, data: dict[str, Any]) -> None:
+        """Save to the state file, else to the copy. Sets `where`; adds to `problems`."""
+        data["generation"] = self.generation + 1
+        try:
+            self._problem(save_state(self.path, data))
+        except StateError as error:
+            try:
+                _private_dir(self.copy.parent)
+                payload = json.dumps(bounded(data), indent=1, sort_keys=True).encode() + b"\n"
+                _write_atomically(self.copy, payload)
+            except OSError as again:
+                self.where = None
+                self._problem(
+                    f"{error}, nor its copy {self.copy} ({again.strerror or again}): "
+                    f"state not saved, alerts may repeat or be missed until {self.path} is writable"
+                )
+                return
+            self._problem(f"{error}: kept a copy in {self.copy} until it is writable")
+            self.where = "copy"
+        else:
+            with contextlib.suppress(OSError):
+                self.copy.unlink()
+            self.where = "file"
+        self.generation += 1
+
+    def _problem(self, problem: str | None) -> None:
+        if problem and problem not in self.problems:
+            self.problems.append(problem)
+
+
+def _generation(data: dict[str, Any]) -> int:
+    value = data.get("generation")
+    return value if isinstance(value, int) and value >= 0 else 0
 
 
 def load_state_readonly(path: str) -> tuple[dict[str, Any], str | None]:
@@ -210,24 +359,41 @@ def load_state_readonly(path: str) -> tuple[dict[str, Any], str | None]:
 
 
 @contextlib.contextmanager
-def run_lock(lock_path: str, now: datetime, wait_seconds: float = 0) -> Iterator[str | None]:
+def run_lock(
+    lock_path: str,
+    now: datetime,
+    wait_seconds: float = 0,
+    fallback: str | None = None,
+) -> Iterator[str | None]:
     """Hold an exclusive, non-blocking flock for one run.
 
     The holder writes its pid and start time into the lock file, so a second
     run can say who holds it and since when: a lock held for minutes is a hung
     checker, which is worth knowing.
 
-    If the lock file cannot even be created (a full disk, a read-only or
-    missing directory), the run goes on unlocked and yields a note saying so:
-    the disk filling up is exactly what must still be reported and texted.
+    A lock file that can only be opened read-only (a read-only filesystem)
+    still locks: flock needs no write access. One that does not exist and
+    cannot be created there (read-only, or a full disk) is taken in the
+    fallback directory instead, with a note, so the full disk is still texted.
+    Anything else (the path is a directory, permission denied) raises
+    LockUnavailable: without a lock, overlapping runs would each text everyone.
     """
     path = Path(lock_path)
+    note = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(path)
     except OSError as error:
-        yield f"ran without a lock: cannot open {lock_path} ({error.strerror or error})"
-        return
+        if error.errno not in (errno.EROFS, errno.ENOSPC, errno.EDQUOT) or fallback is None:
+            raise LockUnavailable(_lock_problem(lock_path, error)) from None
+        spare = fallback_dir(fallback) / f"lock-{_digest(lock_path)}"
+        try:
+            _private_dir(spare.parent)
+            fd = os.open(spare, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as again:
+            raise LockUnavailable(
+                f"{_lock_problem(lock_path, error)}; nor in {spare} ({again.strerror or again})"
+            ) from None
+        note = f"cannot create the lock {lock_path} ({error.strerror or error}): locked {spare}"
     try:
         give_up = time.monotonic() + wait_seconds
         while True:
@@ -243,6 +409,34 @@ def run_lock(lock_path: str, now: datetime, wait_seconds: float = 0) -> Iterator
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} since {format_time(now)}\n".encode(), 0)
-        yield None
+        yield note
     finally:
         os.close(fd)
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file's descriptor: read-write, or read-only where it cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and path.is_file():
+            return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        raise
+
+
+def _lock_problem(lock_path: str, error: OSError) -> str:
+    if os.path.isdir(lock_path):
+        fix = f"it is a directory: remove it (rmdir {lock_path})"
+    elif os.path.islink(lock_path):
+        fix = f"it is a symlink: remove it (rm {lock_path})"
+    elif os.path.exists(os.path.dirname(lock_path)) and not os.path.isdir(
+        os.path.dirname(lock_path)
+    ):
+        fix = f"{os.path.dirname(lock_path)} is not a directory: fix STATE_FILE"
+    else:
+        fix = f"make {os.path.dirname(lock_path) or '.'} writable by this user"
+    return (
+        f"cannot open the run lock {lock_path} ({error.strerror or error}); {fix}. "
+        "Nothing was texted or saved"
+    )

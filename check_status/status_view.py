@@ -46,7 +46,10 @@ def build(
                 if isinstance(items, list)
                 and any(isinstance(i, dict) and i.get("check") == name for i in items)
             )
-            incidents.append({"check": name, **incident.to_json(), "queued_for": queued_for})
+            item = {"check": name, **incident.to_json(), "queued_for": queued_for}
+            told = item.pop("told") or {}
+            item["told"] = {shown(r): s for r, s in told.items()}
+            incidents.append(item)
     failures = (
         state.get("delivery_failures") if isinstance(state.get("delivery_failures"), dict) else {}
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,3 +64,22 @@ def cli() -> Callable[..., Result]:
 def checks_by_name(output: str) -> dict[str, dict[str, Any]]:
     document = json.loads(output)
     return {check["name"]: check for check in document["checks"]}
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB tmpfs: to fill up, or to remount read-only (`remount(path, "ro")`)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount_point = tmp_path / "tmpfs"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], check=True)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def remount(mount_point: Path, mode: str) -> None:
+    """Remount a tmpfs `ro` (as the kernel does after I/O errors) or `rw` again."""
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(mount_point)], check=True)

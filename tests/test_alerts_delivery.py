@@ -335,8 +335,9 @@ def test_a_run_that_cannot_save_its_state_pings_fail(cli, nodeos, write_env, pin
         NODEOS_URL=nodeos.url, HEARTBEAT_URL=url, STATE_FILE=str(blocker / "state.json")
     )
     result = cli("--env-file", str(env_file))
-    assert result.exit_code == 1, result.output  # healthy node, but the checker lost its memory
-    assert "cannot write state file" in result.output
+    # A healthy node, but no lock can be taken there: the run sends and saves nothing.
+    assert result.exit_code == 3, result.output
+    assert "cannot open the run lock" in result.output
     assert ping_server.pings == [f"POST {PING_PATH}/fail"]
 
 

@@ -85,6 +85,7 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "NODEOS_LOG": ("nodeos.log", "nodeos.log"),
     "HTTP_TIMEOUT_SECONDS": ("21", "21"),
     "STATE_FILE": ("state.json", "state.json"),
+    "STATE_FALLBACK_DIR": ("fallback", "fallback"),
     "TWILIO_ACCOUNT_SID": ("AC123", "AC123"),
     "TWILIO_AUTH_TOKEN": ("too short", "(hidden)"),  # a secret is never echoed
     "TWILIO_FROM": ("0123456", "0123456"),

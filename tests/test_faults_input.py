@@ -408,6 +408,7 @@ BAD_VALUES = {
     "NODEOS_LOG": "nodeos.log",
     "HTTP_TIMEOUT_SECONDS": "60",
     "STATE_FILE": "state.json",
+    "STATE_FALLBACK_DIR": "fallback",
     "TWILIO_ACCOUNT_SID": "AC123",
     "TWILIO_AUTH_TOKEN": "hunter2-secret with-a-space",
     "TWILIO_FROM": "415-555-0100",

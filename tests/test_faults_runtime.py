@@ -106,19 +106,6 @@ def bodies_to(twilio: TwilioStandIn, recipient: str) -> list[str]:
 # --------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tmpfs(tmp_path: Path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount_point = tmp_path / "tmpfs"
-    mount_point.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], check=True)
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 def write_until_full(fd: int, chunk: int) -> None:
     while True:
         try:

@@ -436,16 +436,21 @@ def test_corrupt_state_file_is_moved_aside(cli, nodeos, write_env, state_file):
     assert cli("--env-file", str(write_env(NODEOS_URL=nodeos.url))).exit_code == 0
 
 
-def test_unwritable_state_file_still_reports(cli, nodeos, write_env, tmp_path):
+def test_a_state_directory_that_is_a_file_still_reports_and_exits_3(
+    cli, nodeos, write_env, tmp_path
+):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the state directory should be")
     result = cli(
         "--env-file", str(write_env(NODEOS_URL=nodeos.url, STATE_FILE=blocker / "state.json"))
     )
-    assert result.output.startswith("CHECK-STATUS WARNING - ")
-    assert "cannot write state file" in result.output
+    # No lock can be opened there: the run judges and reports, but sends and saves nothing.
+    assert result.output.startswith("CHECK-STATUS UNKNOWN - ")
+    assert f"cannot open the run lock {blocker}/state.json.lock" in result.output
+    assert f"{blocker} is not a directory: fix STATE_FILE" in result.output
     assert "| 'nodeos_response'=" in result.output  # the results are still there
-    assert result.exit_code == 1
+    assert result.exit_code == 3
+    assert blocker.read_text() == "a file where the state directory should be"
 
 
 def test_bad_config_value_is_one_line_and_exit_3(cli, write_env):

@@ -14,6 +14,7 @@ from check_status.probes.log import LogChunk, LogPosition, read_new_lines
 from check_status.state import (
     SCHEMA_VERSION,
     LockBusy,
+    LockUnavailable,
     StateError,
     empty_state,
     load_state,
@@ -150,13 +151,25 @@ def test_second_lock_is_busy_and_names_the_holder(tmp_path: Path) -> None:
         assert note is None
 
 
-def test_lock_that_cannot_be_created_yields_a_note(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    lock = str(blocker / "state.json.lock")
-    with run_lock(lock, NOW) as note:
-        assert note is not None
-        assert lock in note
+@pytest.mark.parametrize("shape", ["parent is a file", "a directory", "a symlink"])
+def test_a_lock_that_cannot_be_opened_is_refused_with_its_fix(tmp_path: Path, shape: str) -> None:
+    """Without a lock, overlapping runs would each text everyone: never run unlocked."""
+    lock = tmp_path / "state.json.lock"
+    if shape == "parent is a file":
+        (tmp_path / "file").write_text("")
+        lock = tmp_path / "file" / "state.json.lock"
+        fix = "is not a directory"
+    elif shape == "a directory":
+        lock.mkdir()
+        fix = f"rmdir {lock}"
+    else:
+        lock.symlink_to(tmp_path / "elsewhere")
+        fix = f"rm {lock}"
+    with pytest.raises(LockUnavailable) as raised, run_lock(str(lock), NOW, fallback=None):
+        pytest.fail("ran unlocked")  # pragma: no cover
+    assert str(lock) in str(raised.value)
+    assert fix in str(raised.value)
+    assert not (tmp_path / "elsewhere").exists()  # a symlink is never followed
 
 
 # --- log tail ----------------------------------------------------------------
