@@ -319,7 +319,10 @@ def alert_operators(
     """
     recipients = config.alert_to if config.sms_configured else ()
     policy = Policy(
-        Status[config.alert_level], config.alert_after, config.remind_every_minutes, recipients
+        alert_level=Status[config.alert_level],
+        alert_after=config.alert_after,
+        remind_every_minutes=config.remind_every_minutes,
+        recipients=recipients,
     )
     previous = alert_state_from_json(state.get("alerts"))
     alert_state, notifications = decide(previous, results, now, policy)

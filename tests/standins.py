@@ -89,7 +89,9 @@ NODEOS_MODES = frozenset(
         "raw",
     }
 )
-TWILIO_MODES = frozenset({"ok", "error500", "error429", "html", "slow"})
+TWILIO_MODES = frozenset(
+    {"ok", "error500", "error429", "html", "slow", "accepted_html", "accepted_no_sid"}
+)
 
 _JSON = "application/json"
 _HTML = "text/html"
@@ -624,16 +626,38 @@ class HangingServer:
 
 _ACCOUNT_PREFIX = "/2010-04-01/Accounts/"
 
+# Wording for each code as Twilio's API sends it in "message". 21211's and 21606's are
+# Twilio's own, as quoted in public reports; the others follow the titles of Twilio's
+# error pages. Placeholders: {to}, {from} (From, or the Messaging Service SID), {code}.
 _RECIPIENT_ERRORS = {
     21211: "The 'To' number {to} is not a valid phone number.",
+    21265: "'To' number cannot be a Short Code: {to}",
     21408: "Permission to send an SMS has not been enabled for the region indicated by the "
     "'To' number: {to}.",
     21610: "Attempt to send to unsubscribed recipient",
+    21612: "The 'To' phone number: {to}, is not currently reachable using the 'From' phone "
+    "number: {from} via SMS.",
     21614: "'To' number is not a valid mobile number",
+    21617: "The concatenated message body exceeds the 1600 character limit.",
+    21635: "'To' number cannot be a landline: {to}",
     21608: "The number {to} is unverified. Trial accounts cannot send messages to "
     "unverified numbers; verify {to} at twilio.com/user/account/phone-numbers/verified, "
     "or purchase a Twilio number to send messages to unverified numbers.",
 }
+_SENDER_ERRORS = {
+    21212: "The 'From' number {from} is not a valid phone number, shortcode, or "
+    "alphanumeric sender ID.",
+    21606: "The From phone number {from} is not a valid, SMS-capable inbound phone number "
+    "or short code for your account.",
+    21659: "'From' {from} is not a Twilio phone number or Short Code country mismatch",
+    21660: "Mismatch between the 'From' number {from} and the account",
+    21703: "The Messaging Service {from} does not have a phone number available to send a message.",
+    21704: "The Messaging Service {from} contains no phone numbers.",
+}
+_ACCEPTED_HTML = (
+    b"<html><head><title>201 Created</title></head>"
+    b"<body><h1>Created</h1><p>Your message was queued.</p></body></html>"
+)
 
 
 def _error_body(code: int, message: str, status: int, problem_json: bool = False) -> bytes:
@@ -697,8 +721,8 @@ class _TwilioHandler(_Handler):
         if record is not None:
             with standin._lock:
                 standin.attempts.append({**record, "status": status})
-                if status == 201:
-                    standin.messages.append({**record, "sid": json.loads(body)["sid"]})
+                if status == 201:  # accepted, even when the answer carries no sid
+                    standin.messages.append({**record, "sid": _sid_of(body)})
         self._send(status, body, ctype)
 
     def _auth_ok(self, account_sid: str, token: str) -> bool:
@@ -759,11 +783,19 @@ class _TwilioHandler(_Handler):
             return 400, err(21603, msg, 400), _JSON
         if not record["body"]:
             return 400, err(21602, "Message body is required.", 400), _JSON
-        code = 21211 if to in cfg["invalid_numbers"] else cfg["recipient_errors"].get(to)
+        sender = record["messaging_service_sid"] or record["from"]
+        code = cfg["sender_errors"].get(sender)
+        templates = _SENDER_ERRORS
+        if code is None:
+            code = 21211 if to in cfg["invalid_numbers"] else cfg["recipient_errors"].get(to)
+            templates = _RECIPIENT_ERRORS
         if code is not None:
-            template = _RECIPIENT_ERRORS.get(code, "Error {code} for {to}")
-            return 400, err(code, template.format(to=to, code=code), 400), _JSON
+            template = cfg["error_texts"].get(code, templates.get(code, "Error {code} for {to}"))
+            words = template.format_map({"to": to, "from": sender, "code": code})
+            return 400, err(code, words, 400), _JSON
 
+        if mode == "accepted_html":
+            return 201, _ACCEPTED_HTML, _HTML
         sid = "SM" + secrets.token_hex(16)
         payload = {
             "sid": sid,
@@ -789,7 +821,19 @@ class _TwilioHandler(_Handler):
                 "media": f"{_ACCOUNT_PREFIX}{account_sid}/Messages/{sid}/Media.json"
             },
         }
+        if mode == "accepted_no_sid":
+            del payload["sid"]
         return 201, json.dumps(payload).encode(), _JSON
+
+
+def _sid_of(body: bytes) -> str | None:
+    """The sid of a 201 answer, or None when it has none (accepted_html, accepted_no_sid)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    sid = payload.get("sid") if isinstance(payload, dict) else None
+    return sid if isinstance(sid, str) else None
 
 
 class TwilioStandIn(_LoopbackHTTP):
@@ -823,22 +867,37 @@ class TwilioStandIn(_LoopbackHTTP):
     ``attempts`` has one dict per POST to Messages.json with keys to, from,
     messaging_service_sid, body, account_sid, auth_ok and status (the HTTP status sent);
     ``messages`` holds only the accepted (201) ones, with ``sid`` instead of ``status``.
+    Twilio accepted those too, so the "accepted_html" and "accepted_no_sid" answers are
+    recorded in ``messages``, with ``sid`` None.
 
     Settings:
 
     - ``auth_token``: Basic auth must be (the path's AccountSid, auth_token), else 401/20003.
     - ``invalid_numbers``: a To in this set gets 400/21211.
     - ``recipient_errors``: To -> any Twilio code, sent with status 400 (21610, 21614, ...).
+      Twilio-like wording for 21211, 21265, 21408, 21608, 21610, 21612, 21614, 21617 and
+      21635 (see _RECIPIENT_ERRORS); any other code says "Error {code} for {to}".
+    - ``sender_errors``: From (or MessagingServiceSid) -> Twilio code, status 400, checked
+      before the recipient: {"+15005550009": 21606} answers every message from that number
+      with "The From phone number +15005550009 is not a valid, SMS-capable inbound phone
+      number or short code for your account." (Twilio's words). Twilio-like wording
+      for 21212, 21659, 21660, 21703 and 21704; others say "Error {code} for {to}".
+    - ``error_texts``: code -> message template, overriding the wording above for
+      recipient and sender errors (placeholders {to}, {from}, {code}); "" sends an empty
+      message. For answers that echo something they should not, or say nothing.
     - ``mode``: "ok" | "error500" (500/20500) | "error429" (429/20429) | "html" (502 HTML
       page; the client raises TwilioRestException with code == status == 502) | "slow"
       (wait ``delay_seconds``, default 10, then answer normally; stop() ends the wait).
-      Modes apply to every route.
+      These modes apply to every route. Two more apply only to a message that would be
+      accepted (every check passed) and change only the 201 answer: "accepted_html" (201
+      with an HTML page: the SDK raises ValueError) and "accepted_no_sid" (201 JSON
+      without "sid": the SDK returns a message whose sid is None).
     - ``problem_json``: True sends every error in the RFC 9457 shape
       (type/title/status/code), which twilio >= 9.10 raises as ``TwilioServiceException``,
       NOT a subclass of ``TwilioRestException`` (both derive from ``TwilioException``).
 
     Order of checks: mode, route (404/20404), auth, then To/From/Body presence
-    (21604/21603/21602), then recipient errors, then 201.
+    (21604/21603/21602), then sender errors, then recipient errors, then 201.
     """
 
     handler_class = _TwilioHandler
@@ -848,6 +907,8 @@ class TwilioStandIn(_LoopbackHTTP):
         self.auth_token: str = "test-token"
         self.invalid_numbers: set[str] = set()
         self.recipient_errors: dict[str, int] = {}
+        self.sender_errors: dict[str, int] = {}
+        self.error_texts: dict[int, str] = {}
         self.mode: str = "ok"
         self.delay_seconds: float = 10.0
         self.problem_json: bool = False
@@ -870,6 +931,8 @@ class TwilioStandIn(_LoopbackHTTP):
                 "auth_token": self.auth_token,
                 "invalid_numbers": set(self.invalid_numbers),
                 "recipient_errors": dict(self.recipient_errors),
+                "sender_errors": dict(self.sender_errors),
+                "error_texts": dict(self.error_texts),
                 "mode": self.mode,
                 "delay_seconds": self.delay_seconds,
                 "problem_json": self.problem_json,

@@ -81,7 +81,10 @@ def test_one_invalid_number_does_not_stop_the_other(cli, alert_env, twilio):
     _code, report = run(cli, env_file)
     assert [m["to"] for m in twilio.wait_for_messages(1)] == [GOOD]
     results = {d["to"]: (d["result"], d["detail"]) for d in report["alerts"]["deliveries"]}
-    assert results[BAD] == ("failed", "Twilio 21211: invalid 'To' number")
+    assert results[BAD] == (
+        "failed",
+        "Twilio 21211: The 'To' number +15***0001 is not a valid phone number.",
+    )
     assert results[GOOD][0] == "sent"
     assert f"SMS to {BAD} failed for good: Twilio 21211" in " ".join(report["notes"])
     attempts_to_bad = sum(1 for a in twilio.attempts if a["to"] == BAD)
@@ -89,7 +92,7 @@ def test_one_invalid_number_does_not_stop_the_other(cli, alert_env, twilio):
         run(cli, env_file)
     assert sum(1 for a in twilio.attempts if a["to"] == BAD) == attempts_to_bad == 1
     status = cli("--env-file", str(env_file), "status")
-    assert f"{BAD}: Twilio 21211: invalid 'To' number" in status.output
+    assert f"{BAD}: Twilio 21211: The 'To' number +15***0001 is not a valid" in status.output
 
 
 @pytest.mark.parametrize("mode", ["error500", "error429", "html"])
@@ -118,8 +121,8 @@ def test_a_wrong_auth_token_is_one_config_note_and_nothing_is_lost(
     assert code == 2 and twilio.messages == []
     notes = [n for n in report["notes"] if "20003" in n]
     assert notes == [
-        f"SMS to {GOOD}, +14155550102 not sent, will retry: Twilio 20003: authentication"
-        " failed; check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+        f"SMS to {GOOD}, +14155550102 not sent, will retry: Twilio 20003: Authenticate;"
+        " check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
     ]
     assert "not-the-token-of-this-account" not in json.dumps(report)
     status = cli("--env-file", str(env_file), "status").output
@@ -165,7 +168,7 @@ def test_bad_credentials_are_a_configuration_problem_and_stay_secret(
     env_file = alert_env(TWILIO_AUTH_TOKEN=wrong)
     result = cli("--env-file", str(env_file), "-v")
     assert (
-        "Twilio 20003: authentication failed; check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
+        "Twilio 20003: Authenticate; check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
         in result.output
     )
     assert wrong not in result.output

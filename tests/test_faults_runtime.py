@@ -37,6 +37,7 @@ TOKEN = "f00dfeedf00dfeedf00dfeedf00dfeed"
 GOOD = "+14155550101"
 OTHER = "+14155550102"
 BAD = "+15005550001"
+BAD_REASON = "Twilio 21211: The 'To' number +15***0001 is not a valid phone number."
 SENDER = "+15005550006"
 REPO = Path(__file__).resolve().parents[1]
 
@@ -269,9 +270,9 @@ def test_twilio_slower_than_the_timeout(write_env, twilio, state_file):
 @pytest.mark.parametrize(
     ("mode", "http_status", "detail"),
     [
-        ("error429", 429, "Twilio HTTP 429 (code 20429)"),
-        ("error500", 500, "Twilio HTTP 500 (code 20500)"),
-        ("html", 502, "Twilio HTTP 502 (code 502)"),
+        ("error429", 429, "Twilio 20429: Too Many Requests"),
+        ("error500", 500, "Twilio 20500: Internal Server Error"),
+        ("html", 502, "Twilio HTTP 502: not JSON (HTML page: 502 Bad Gateway)"),
     ],
 )
 def test_twilio_error_answers_are_retried_next_run(
@@ -328,22 +329,22 @@ def test_one_permanently_invalid_recipient_over_a_whole_incident(cli, write_env,
         if tried:
             bad_attempts[minute] = len(tried)
             assert {a["status"] for a in tried} == {400}
-            assert f"SMS to {BAD} failed for good: Twilio 21211: invalid 'To' number" in (
-                report.notes
-            )
+            assert f"SMS to {BAD} failed for good: {BAD_REASON}" in report.notes
     # The good recipient gets every text: problem, reminder, recovery.
     assert sorted(to_good) == [2, 17, 22]
     assert [len(got) for got in to_good.values()] == [1, 1, 1]
     assert to_good[2][0].startswith("[eu2] CRITICAL nodeos: connection refused")
     assert to_good[17][0].startswith("[eu2] STILL CRITICAL nodeos: connection refused")
     assert to_good[22][0] == "[eu2] RECOVERED nodeos after 20m"
-    # The bad one: tried once per text, never retried in the minutes between.
-    assert bad_attempts == {2: 1, 17: 1, 22: 1}
+    # The bad one: tried with the problem and again with the reminder (a late
+    # PROBLEM, in case the number works by then); never between, and no
+    # recovery of a problem it never heard of.
+    assert bad_attempts == {2: 1, 17: 1}
     assert BAD not in [m["to"] for m in twilio.messages]
     status = cli("--env-file", str(env_file), "status")
     assert status.exit_code == 0
     assert "permanent delivery failures (fix ALERT_TO):" in status.output
-    assert f"{BAD}: Twilio 21211: invalid 'To' number at 2026-11-26T02:17:00Z" in status.output
+    assert f"{BAD}: {BAD_REASON} at 2026-11-26T02:12:00Z" in status.output  # minute 17
     assert GOOD not in status.output.split("permanent delivery failures")[1]
 
 

@@ -133,7 +133,9 @@ def test_a_recent_change_weighs_more_than_an_old_one() -> None:
         ("a steady outage", "C" * 40, False),
         ("always OK", "O" * 40, False),
         ("one outage", "O" * 10 + "C" * 5 + "O" * 10, False),
-        ("one outage with one OK run in it", "O" * 10 + "C" + "O" + "C" * 4 + "O" * 10, False),
+        # Four changes reach 20%: held as one incident, not texted as two.
+        ("one outage with one OK run in it", "O" * 10 + "C" + "O" + "C" * 4 + "O" * 10, True),
+        ("down 4, up 4", "CCCCOOOO" * 5, True),
     ],
 )
 def test_flapping_with_the_default_thresholds(

@@ -53,24 +53,21 @@ _POSSIBLE_CHANGES = FLAP_WINDOW - 1
 class FlapPolicy:
     """Thresholds on the percent state change, 0..100.
 
-    Nagios's sample nagios.cfg has 20/5, for checks every 5 minutes: its 21
-    checks span 100 minutes. Run once a minute, ours span 20, and each change
-    weighs 3.75 to 6.25 points, so 20% is just four changes: an outage with one
-    OK run in the middle (up to 24%) or two outages ten minutes apart (19-21%,
-    flapping or not depending on where they fall). The rules already handle
-    those with ALERT_AFTER; calling them flapping would hide ordinary restarts.
+    Each change weighs 3.75 to 6.25 points, so 20% is about four changes in
+    the last 21 runs. That catches a check down every other run (100%), down
+    2 up 2 (49-51%), down 3 up 3 (30-35%) and down 4 up 4 (24-26%), which would
+    otherwise text a PROBLEM and a RECOVERY every few minutes. One outage stays
+    below (at most 12%). An outage with one OK run inside it, or two outages ten
+    minutes apart, may reach it (19-24%): that keeps the first incident open
+    instead of texting a second one, and delays its RECOVERY until the check is
+    stable, which is the lesser harm at 2 am.
 
-    30% is six changes: three outages in 20 minutes, a check down 3 runs and up
-    3 (30-35%), which texts a PROBLEM and a RECOVERY every 6 minutes. Down 2 up
-    2 gives 49-51%, down every other run 100%; one outage at most 12%, and down
-    4 up 4 at most 26%, stay below.
-
-    10% is two changes: flapping stops once the check has kept one state for
-    most of the window, and the 20-point gap (four changes) keeps it from
-    stopping and starting again while it still flaps.
+    10% is about two changes: flapping stops once the check has kept one state
+    for most of the window, and the gap keeps it from stopping and starting
+    again, with a text each time, while it still flaps.
     """
 
-    high_percent: float = 30.0
+    high_percent: float = 20.0
     low_percent: float = 10.0
 
     def __post_init__(self) -> None:

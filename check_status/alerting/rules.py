@@ -28,11 +28,20 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from check_status.alerting.flapping import (
+    NO_EVIDENCE,
+    STATUS_LETTERS,
+    FlapPolicy,
+    failed_runs,
+    is_flapping,
+    push_history,
+)
 from check_status.model import CheckResult, Status, format_time, parse_time
 
 
 class Kind(enum.StrEnum):
     PROBLEM = "PROBLEM"
+    FLAPPING = "FLAPPING"
     ESCALATION = "ESCALATION"
     REMINDER = "REMINDER"
     RECOVERY = "RECOVERY"
@@ -44,6 +53,7 @@ class Policy:
     alert_level: Status = Status.WARNING
     alert_after: int = 2
     remind_every_minutes: int = 60
+    flap: FlapPolicy = field(default_factory=FlapPolicy)
     # The operators' numbers (ALERT_TO) when SMS can be sent. With none, every
     # notification is addressed to "everyone" and nobody is recorded as told:
     # a problem decided before the Twilio keys were filled in is then told late.
@@ -184,6 +194,9 @@ class CheckRecord:
     problem_since: datetime | None = None
     ok_since: datetime | None = None  # the first of the current OK runs
     incident: Incident | None = None
+    history: str = ""  # one letter per run, the last 21 (see flapping.py)
+    flapping: bool = False
+    last_problem: str = ""  # the summary of the last failing run, for a FLAPPING text
 
 
 @dataclass(frozen=True)
@@ -199,9 +212,13 @@ def decide(
     notifications: list[Notification] = []
     records: dict[str, CheckRecord] = {}
     for result in results:
-        before = previous.checks.get(result.name, CheckRecord())
+        before = _observe(previous.checks.get(result.name, CheckRecord()), result, policy)
         silenced = any(s.covers(result.name, now) for s in silences)
         record, notification = _decide_one(before, result, now, policy, silenced)
+        if record.flapping:
+            record, notification = _while_flapping(
+                before, record, notification, result, now, policy, silenced
+            )
         record, addressed = _address(before.incident, record, notification, result, now, policy)
         records[result.name] = record
         notifications += addressed
@@ -289,7 +306,7 @@ def _address(
 
 # The kinds that tell a recipient about a problem; a reminder or a recovery only
 # makes sense to somebody who got one of these.
-NEWS_OF_A_PROBLEM = (Kind.PROBLEM, Kind.ESCALATION, Kind.SILENCE_ENDED)
+NEWS_OF_A_PROBLEM = (Kind.PROBLEM, Kind.FLAPPING, Kind.ESCALATION, Kind.SILENCE_ENDED)
 
 
 def _told(incident: Incident | None, recipients: tuple[str, ...]) -> dict[str, str]:
@@ -325,6 +342,72 @@ def refused_for_good(
         told = {**record.incident.told, recipient: FAILED}
         records[name] = replace(record, incident=replace(record.incident, told=told))
     return replace(state, checks=records)
+
+
+def _observe(record: CheckRecord, result: CheckResult, policy: Policy) -> CheckRecord:
+    """Add this run to the check's history, and judge whether it flaps."""
+    letter = NO_EVIDENCE if result.caused_by is not None else STATUS_LETTERS[result.status]
+    history = push_history(record.history, letter)
+    flapping = is_flapping(history, record.flapping, policy.flap)
+    failed, _ = failed_runs(history, _problem_letters(policy))
+    # A check that flaps between OK and a status below ALERT_LEVEL pages nobody.
+    flapping = flapping and failed >= policy.alert_after
+    last_problem = result.summary if _is_problem(result, policy) else record.last_problem
+    return replace(record, history=history, flapping=flapping, last_problem=last_problem)
+
+
+def _problem_letters(policy: Policy) -> str:
+    return "".join(
+        letter
+        for status, letter in STATUS_LETTERS.items()
+        if status.severity >= policy.alert_level.severity and status is not Status.OK
+    )
+
+
+def _flap_summary(record: CheckRecord, policy: Policy) -> str:
+    failed, judged = failed_runs(record.history, _problem_letters(policy))
+    return f"failed {failed} of the last {judged} runs ({record.last_problem})"
+
+
+def _while_flapping(
+    before: CheckRecord,
+    record: CheckRecord,
+    note: Notification | None,
+    result: CheckResult,
+    now: datetime,
+    policy: Policy,
+    silenced: bool,
+) -> tuple[CheckRecord, Notification | None]:
+    """A flapping check keeps one incident open: one FLAPPING text, reminders, no recovery.
+
+    The usual rules would open and close it with every swing (a PROBLEM and a
+    RECOVERY every few minutes), or never open it at all when it is down every
+    other run and so never reaches ALERT_AFTER failing runs in a row.
+    """
+    if before.incident is not None and record.incident is None:
+        # No recovery while it flaps: the incident stays open until it is stable.
+        record = replace(record, incident=before.incident, problem_since=before.problem_since)
+        note = None
+    summary = _flap_summary(record, policy)
+    incident = record.incident
+    if incident is not None and incident.notified_status is not None:
+        if note is not None and note.kind is Kind.REMINDER:
+            note = replace(note, summary=summary)
+        return record, note
+    if incident is not None and incident.silenced:
+        return record, note  # SILENCE_ENDED tells of it when the silence ends
+    since = (incident.opened_at if incident else None) or record.problem_since or now
+    if silenced:
+        return replace(record, incident=Incident(since, None, None, summary, silenced=True)), None
+    letters = set(record.history) - {NO_EVIDENCE, "O"}
+    status = max(
+        (s for s, letter in STATUS_LETTERS.items() if letter in letters),
+        key=lambda s: s.severity,
+        default=result.status,
+    )
+    opened = Incident(since, status, now, summary)
+    record = replace(record, incident=opened, problem_since=record.problem_since or since)
+    return record, Notification(Kind.FLAPPING, result.name, status, summary, since, now)
 
 
 def _is_problem(result: CheckResult, policy: Policy) -> bool:
@@ -536,7 +619,11 @@ def _record_from_json(item: dict[str, Any]) -> CheckRecord:
         )
     since = item.get("problem_since")
     ok_since = item.get("ok_since")
+    history = item.get("history", "")
     return CheckRecord(
+        history=history[-21:] if isinstance(history, str) and set(history) <= set("OWCU-") else "",
+        flapping=bool(item.get("flapping", False)),
+        last_problem=str(item.get("last_problem", "")),
         problem_runs=max(0, int(item.get("problem_runs", 0))),
         ok_runs=max(0, int(item.get("ok_runs", 0))),
         problem_since=parse_time(since) if since else None,

@@ -72,9 +72,14 @@ def _sections(
 ) -> list[tuple[str, list[str]]]:
     """(header, items) in the order an operator needs them: problems, reminders, recoveries."""
     problems = [n for n in notes if n.kind in (Kind.PROBLEM, Kind.ESCALATION, Kind.SILENCE_ENDED)]
+    flapping = [n for n in notes if n.kind is Kind.FLAPPING]
     reminders = [n for n in notes if n.kind is Kind.REMINDER]
     recoveries = [n for n in notes if n.kind is Kind.RECOVERY]
     sections: list[tuple[str, list[str]]] = []
+    if flapping:
+        # "FLAPPING nodeos: failed 10 of the last 20 runs (connection refused)"
+        items = [f"{sms_check_name(n.check)}: {_shorten(n.summary, limit)}" for n in flapping]
+        sections.append(("FLAPPING", items))
     for group, header in ((problems, None), (reminders, "STILL")):
         if not group:
             continue

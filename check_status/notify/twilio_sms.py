@@ -2,25 +2,118 @@
 
 twilio is imported only when a message actually goes out: most runs send
 nothing, and the import costs about 100 ms of every cron run's cold start.
+
+Every answer Twilio gives is classified (see NotifyError.kind) and its own words
+are kept beside its code: "Twilio 21606: The From phone number +15005550009 is
+not a valid, SMS-capable inbound phone number or short code for your account;
+check TWILIO_FROM". Those words are cleaned before anyone sees them: one line,
+at most about 120 characters, account SIDs shortened and anything that may be
+the auth token hidden.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from check_status.notify import NotifyError
 
-# Twilio error codes that will fail again for the same recipient, whatever we do.
-PERMANENT_RECIPIENT_CODES = {
-    21211: "invalid 'To' number",
-    21408: "region not enabled for this account",
-    21610: "recipient replied STOP",
-    21614: "not a mobile number",
-    21608: "unverified number on a trial account",
+# Twilio error code -> (class, short meaning). The class says what retrying can do:
+#   "config"    the sender or the account is wrong: every recipient fails alike
+#               until the operator fixes a setting or the account. Kept, retried.
+#   "recipient" permanent for that one number (or that one message): never retried.
+#   "transient" Twilio is busy or down: retried next run.
+# A code that is not here is "unknown" (a 4xx) or "transient" (a 429 or 5xx).
+# Checked against twilio.com/docs/api/errors/<code>; the few marked (*) were not
+# found in the copy of those docs searched, and are classed from their names.
+# 30003-30008 and most other 300xx codes are delivery results reported later
+# (status callbacks), never an answer to the request, so they are not here.
+TWILIO_ERRORS: dict[int, tuple[str, str]] = {
+    # --- config: credentials and the account --------------------------------------
+    10001: ("config", "account is not active"),
+    20003: ("config", "authentication failed"),
+    20005: ("config", "account not active"),
+    20403: ("config", "forbidden: the account is suspended or closed"),
+    20404: ("config", "resource not found (wrong account SID or API URL?)"),
+    30002: ("config", "account suspended"),
+    # --- config: the sender (From number or Messaging Service) ----------------------
+    21212: ("config", "invalid 'From' number"),  # (*)
+    # 21401's page speaks of a number "purchased from or ported to Twilio" or an
+    # alphanumeric sender ID: a sender, so not a reason to give up on a recipient.
+    21401: ("config", "not a valid SMS-enabled number or sender ID"),
+    # 21407 is documented for a Twilio number's SMS settings: our number, not theirs.
+    21407: ("config", "this phone number type does not support SMS"),
+    21601: ("config", "'From' is not an SMS-capable number of this account"),
+    21603: ("config", "a 'From' number is required"),
+    21606: ("config", "'From' is not an SMS-capable Twilio number for this account"),
+    21616: ("config", "'From' matches several numbers of this account"),
+    21657: ("config", "the sender ID is invalid"),
+    21659: ("config", "'From' is not a Twilio number"),
+    21660: ("config", "'From' number does not belong to this account"),
+    21661: ("config", "'From' number is not SMS-capable"),
+    21701: ("config", "the Messaging Service does not exist"),
+    21703: ("config", "the Messaging Service cannot send (no usable sender)"),  # (*)
+    21704: ("config", "the Messaging Service has no phone numbers"),  # (*)
+    21705: ("config", "the Messaging Service SID is invalid"),
+    30127: ("config", "the Messaging Service SID is invalid"),
+    30032: ("config", "toll-free number not verified"),
+    30034: ("config", "unregistered sender (US A2P 10DLC)"),  # (*)
+    # --- recipient: this number will fail again, whatever we do ---------------------
+    21211: ("recipient", "invalid 'To' number"),
+    21214: ("recipient", "'To' number cannot be reached"),
+    21217: ("recipient", "number does not appear to be valid"),
+    21265: ("recipient", "'To' number cannot be a short code"),
+    21266: ("recipient", "'To' and 'From' are the same number"),
+    21408: ("recipient", "SMS to this region is not enabled for this account"),
+    21604: ("recipient", "a 'To' number is required"),
+    21608: ("recipient", "unverified number on a trial account"),
+    21610: ("recipient", "recipient replied STOP"),
+    21612: ("recipient", "'To' number is not reachable by SMS from this sender"),
+    21614: ("recipient", "not a mobile number"),
+    21635: ("recipient", "'To' number is a landline"),
+    # --- recipient, though the message is at fault, not the number ------------------
+    # Sending the same body again fails the same way, and a text kept for retrying
+    # would stay at the head of the queue for good, so it is given up on like a bad
+    # number. (The body is built by alerting/sms.py to stay far below 1,600.)
+    21602: ("recipient", "the message body is required"),
+    21617: ("recipient", "the message body is longer than 1,600 characters"),
+    # --- transient: Twilio is busy or down; the same request may work next minute ---
+    20429: ("transient", "too many requests"),
+    20500: ("transient", "Twilio internal error"),
+    20503: ("transient", "Twilio service unavailable"),
+    21611: ("transient", "'From' has too many queued messages"),
+    21730: ("transient", "Twilio under maintenance"),
+    30001: ("transient", "queue overflow"),
 }
-AUTH_FAILED_CODE = 20003
+
+# The setting an operator changes for a config-class code, where one is obvious.
+SETTING_TO_FIX: dict[int, str] = {
+    20003: "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
+    20404: "TWILIO_ACCOUNT_SID and TWILIO_API_BASE_URL",
+    21212: "TWILIO_FROM",
+    21401: "TWILIO_FROM",
+    21601: "TWILIO_FROM",
+    21603: "TWILIO_FROM",
+    21606: "TWILIO_FROM",
+    21616: "TWILIO_FROM",
+    21657: "TWILIO_FROM",
+    21659: "TWILIO_FROM",
+    21660: "TWILIO_FROM",
+    21661: "TWILIO_FROM",
+    30032: "TWILIO_FROM",
+    21701: "TWILIO_MESSAGING_SERVICE_SID",
+    21703: "TWILIO_MESSAGING_SERVICE_SID",
+    21704: "TWILIO_MESSAGING_SERVICE_SID",
+    21705: "TWILIO_MESSAGING_SERVICE_SID",
+    30127: "TWILIO_MESSAGING_SERVICE_SID",
+}
+
 SEND_TIMEOUT_SECONDS = 10
+MAX_WORDS = 120  # Twilio's own message, as kept in a reason
 
 
 @dataclass(frozen=True)
@@ -36,14 +129,34 @@ class TwilioSettings:
         return f"TwilioSettings(account_sid={self.account_sid!r}, ...)"
 
 
+@cache
+def _recording_http_client_class() -> type:
+    from twilio.http.http_client import TwilioHttpClient
+
+    class RecordingHttpClient(TwilioHttpClient):
+        """TwilioHttpClient that keeps the last answer as `last_response`.
+
+        The SDK keeps one too, but as `_test_only_last_response`; this one is ours,
+        and it is None whenever the last request got no answer at all.
+        """
+
+        last_response: Any = None
+
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            self.last_response = None
+            self.last_response = super().request(*args, **kwargs)
+            return self.last_response
+
+    return RecordingHttpClient
+
+
 def make_client(settings: TwilioSettings) -> Any:
     import logging
 
-    from twilio.http.http_client import TwilioHttpClient
     from twilio.rest import Client
 
     # The SDK's default HTTP timeout is None: a stalled Twilio would hang the run.
-    http_client = TwilioHttpClient(timeout=settings.timeout)
+    http_client = _recording_http_client_class()(timeout=settings.timeout)
     # The SDK logs each request's headers at INFO, Basic auth included: keep it
     # quiet even if a caller turns logging on.
     logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
@@ -56,8 +169,18 @@ def make_client(settings: TwilioSettings) -> Any:
     return client
 
 
-def send_sms(client: Any, settings: TwilioSettings, to: str, body: str) -> str:
-    """Send one SMS; return Twilio's message SID. Raises NotifyError."""
+def send_sms(client: Any, settings: TwilioSettings, to: str, body: str) -> str | None:
+    """Send one SMS. Return Twilio's message SID, or None; raise NotifyError.
+
+    None means Twilio accepted the message (it answered HTTP 2xx) but its answer
+    held no message SID we could read: an HTML page, truncated JSON, JSON without
+    "sid". The caller MUST count None as sent -- sending it again would text the
+    operator twice -- and should say so: "sent, but Twilio's answer had no message
+    id".
+
+    Any other answer raises NotifyError, whose `kind` is "config", "recipient",
+    "transient" or "unknown" (see check_status.notify).
+    """
     import requests
     from twilio.base.exceptions import TwilioException
 
@@ -66,65 +189,264 @@ def send_sms(client: Any, settings: TwilioSettings, to: str, body: str) -> str:
         if settings.messaging_service_sid
         else {"from_": settings.sender_number or ""}
     )
+    _forget_last_response(client)
     try:
         message = client.messages.create(to=to, body=body, **sender)
     except TwilioException as error:
         # TwilioRestException, and TwilioServiceException (twilio >= 9.10, RFC 9457
         # errors), which is not a TwilioRestException: both carry .status and .code.
-        raise classify_rest_error(
-            getattr(error, "status", None), getattr(error, "code", None)
-        ) from None
+        raise _classify_answer(error, client, settings, to) from None
     except requests.exceptions.Timeout:
         raise NotifyError(
-            f"Twilio timed out after {settings.timeout:g}s", permanent=False
+            f"Twilio timed out after {settings.timeout:g}s", kind="transient"
         ) from None
     except requests.exceptions.RequestException as error:
         from check_status.probes.http import describe_request_error
 
         reason = describe_request_error(error, settings.timeout)
-        raise NotifyError(f"Twilio unreachable: {reason}", permanent=False) from None
-    except ValueError:
-        # A proxy's HTML error page where JSON was expected.
-        raise NotifyError("Twilio answered something that is not JSON", permanent=False) from None
-    return str(message.sid)
+        raise NotifyError(f"Twilio unreachable: {reason}", kind="transient") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        # The SDK could not read an answer (json.loads on an HTML page, a JSON
+        # list where an object belongs...) or failed before sending anything.
+        response = _last_response(client)
+        if response is not None and _is_2xx(response.status_code):
+            return None  # accepted: the message is on its way
+        if response is None:
+            raise NotifyError(
+                f"Twilio client failed before any answer ({type(error).__name__})",
+                kind="unknown",
+            ) from None
+        raise NotifyError(
+            f"Twilio HTTP {response.status_code}: {_describe_body(response)}", kind="transient"
+        ) from None
+    sid = getattr(message, "sid", None)
+    return sid if isinstance(sid, str) and sid else None
 
 
-def classify_twilio_error(error: Exception) -> NotifyError:
-    return classify_rest_error(getattr(error, "status", None), getattr(error, "code", None))
+def classify_twilio_error(
+    error: Exception, *, token: str | None = None, recipient: str | None = None
+) -> NotifyError:
+    """NotifyError for a TwilioRestException or TwilioServiceException (or lookalike)."""
+    return classify_rest_error(
+        getattr(error, "status", None),
+        getattr(error, "code", None),
+        _error_words(error),
+        token=token,
+        recipient=recipient,
+    )
 
 
-def classify_rest_error(status: int | None, code: int | None) -> NotifyError:
-    if code in PERMANENT_RECIPIENT_CODES:
+def classify_rest_error(
+    status: int | None,
+    code: int | None,
+    message: str | None = None,
+    *,
+    token: str | None = None,
+    recipient: str | None = None,
+) -> NotifyError:
+    """Classify one Twilio error answer: HTTP status, Twilio code, Twilio's message.
+
+    The reason is "Twilio <code>: <Twilio's words>", or the table's meaning when
+    Twilio gave none, plus the setting to fix for a config-class code. Twilio's
+    words are cleaned (see `twilio_words`); `token` and `recipient` are hidden in them.
+    """
+    if isinstance(code, str) and code.strip().isdigit():
+        code = int(code)
+    if isinstance(code, bool) or not isinstance(code, int) or code == status:
+        # The SDK puts the HTTP status where an answer had no Twilio code.
+        code = None
+    words = twilio_words(message, token=token, recipient=recipient)
+    if code in TWILIO_ERRORS:
+        kind, meaning = TWILIO_ERRORS[code]
+        said = words or meaning
+        if code in SETTING_TO_FIX:
+            # "...for your account; check TWILIO_FROM", not "account.; check"
+            ended = said if said.endswith("..") else said.removesuffix(".")
+            said = f"{ended}; check {SETTING_TO_FIX[code]}"
+        return NotifyError(f"Twilio {code}: {said}", kind=kind, code=code)
+    if status == 401 and code is None:
         return NotifyError(
-            f"Twilio {code}: {PERMANENT_RECIPIENT_CODES[code]}", permanent=True, code=code
+            f"Twilio HTTP 401: {words or 'authentication failed'}; "
+            "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
+            kind="config",
         )
-    if code == AUTH_FAILED_CODE or status == 401:
-        return NotifyError(
-            "Twilio 20003: authentication failed; check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
-            permanent=False,
-            code=code,
-            config=True,
-        )
-    return NotifyError(f"Twilio HTTP {status} (code {code})", permanent=False, code=code)
+    if code is not None:
+        reason = f"Twilio {code}: {words}" if words else f"Twilio {code} (HTTP {status})"
+    else:
+        label = f"Twilio HTTP {status}" if status is not None else "Twilio error"
+        reason = f"{label}: {words}" if words else label
+    busy = isinstance(status, int) and (status == 429 or 500 <= status <= 599)
+    return NotifyError(reason, kind="transient" if busy else "unknown", code=code)
 
 
 def check_credentials(settings: TwilioSettings) -> str:
-    """An authenticated read of the account, sending nothing. Returns its status."""
+    """An authenticated read of the account, sending nothing. Returns its status.
+
+    Raises NotifyError, classified as for send_sms (a bad token is "config"), and
+    also for a 2xx that is not the account's JSON: that is not Twilio answering.
+    """
     import requests
     from twilio.base.exceptions import TwilioException
 
     client = make_client(settings)
+    _forget_last_response(client)
     try:
         account = client.api.v2010.accounts(settings.account_sid).fetch()
     except TwilioException as error:
-        raise classify_rest_error(
-            getattr(error, "status", None), getattr(error, "code", None)
+        raise _classify_answer(error, client, settings, None) from None
+    except requests.exceptions.Timeout:
+        raise NotifyError(
+            f"Twilio timed out after {settings.timeout:g}s", kind="transient"
         ) from None
     except requests.exceptions.RequestException as error:
         from check_status.probes.http import describe_request_error
 
         raise NotifyError(
             f"Twilio unreachable: {describe_request_error(error, settings.timeout)}",
-            permanent=False,
+            kind="transient",
         ) from None
-    return str(account.status)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        response = _last_response(client)
+        if response is None:
+            raise NotifyError(
+                f"Twilio client failed before any answer ({type(error).__name__})",
+                kind="unknown",
+            ) from None
+        raise NotifyError(
+            f"Twilio HTTP {response.status_code}: {_describe_body(response)}", kind="transient"
+        ) from None
+    status = getattr(account, "status", None)
+    return str(status) if status else "status unknown"
+
+
+# --- Twilio's words ------------------------------------------------------------------
+
+_SDK_PREFIX = re.compile(r"^\s*Unable to (?:create|fetch|update|delete) record\s*:?\s*")
+# A Twilio SID: two capitals and 32 hex digits (AC account, SM message, MG service...).
+_SID = re.compile(r"(?<![0-9A-Za-z])([A-Z]{2})([0-9a-fA-F]{4})[0-9a-fA-F]{28}(?![0-9A-Za-z])")
+# A run of 32 or more hex digits: an auth token looks like that. Hidden, never shortened.
+_HEX_RUN = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32,}(?![0-9a-fA-F])")
+HIDDEN = "[hidden]"
+
+
+def twilio_words(
+    message: str | None,
+    *,
+    token: str | None = None,
+    recipient: str | None = None,
+    limit: int = MAX_WORDS,
+) -> str | None:
+    """Twilio's message made fit for a log line, a state file and an SMS-less status page.
+
+    One line without control characters; the token (and any 32-hex run) hidden;
+    SIDs shortened to their prefix and 4 digits ("AC0123..."); the recipient's
+    number masked like the status page does ("+14***0101"); at most `limit`
+    characters, cut on a word boundary and marked "..". None when nothing is left.
+    """
+    if not isinstance(message, str):
+        return None
+    text = _SDK_PREFIX.sub("", message)
+    text = _hide(text, token, recipient)
+    text = "".join(" " if unicodedata.category(c).startswith("C") else c for c in text)
+    text = " ".join(text.split())
+    # Again: a token split by a newline or a control character is whole only now.
+    text = _hide(text, token, recipient)
+    if not text:
+        return None
+    return _shorten(text, limit)
+
+
+# What may split a token in Twilio's text without making it any less the token.
+_SPLITTERS = r"[\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]*"
+
+
+def _hide(text: str, token: str | None, recipient: str | None) -> str:
+    for secret in _secrets(token):
+        text = re.sub(_SPLITTERS.join(re.escape(c) for c in secret), HIDDEN, text)
+    text = _SID.sub(lambda m: f"{m.group(1)}{m.group(2)}...", text)
+    text = _HEX_RUN.sub(HIDDEN, text)
+    if recipient and len(recipient) > 7:
+        text = text.replace(recipient, f"{recipient[:3]}***{recipient[-4:]}")
+    return text
+
+
+def _secrets(token: str | None) -> Iterable[str]:
+    # Too short a "token" would blank out ordinary words; a real one is 32 characters.
+    if token and len(token.strip()) >= 6:
+        yield token.strip()
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 2]
+    space = cut.rfind(" ")
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-") + ".."
+
+
+def _error_words(error: Exception) -> str | None:
+    """Twilio's own message: .msg (TwilioRestException), .detail or .title (RFC 9457)."""
+    for attribute in ("msg", "detail", "title"):
+        value = getattr(error, attribute, None)
+        if isinstance(value, str) and _SDK_PREFIX.sub("", value).strip():
+            return value
+    return None
+
+
+def _classify_answer(
+    error: Exception, client: Any, settings: TwilioSettings, to: str | None
+) -> NotifyError:
+    words = _error_words(error)
+    response = _last_response(client)
+    if words is None and response is not None and not _is_json(response):
+        words = _describe_body(response)  # "not JSON (HTML page: 502 Bad Gateway)"
+    return classify_rest_error(
+        getattr(error, "status", None),
+        getattr(error, "code", None),
+        words,
+        token=settings.auth_token,
+        recipient=to,
+    )
+
+
+def _forget_last_response(client: Any) -> None:
+    http_client = getattr(client, "http_client", None)
+    for attribute in ("last_response", "_test_only_last_response"):
+        if hasattr(http_client, attribute):
+            setattr(http_client, attribute, None)
+
+
+def _last_response(client: Any) -> Any:
+    """The HTTP answer to the last request, if the client kept one."""
+    http_client = getattr(client, "http_client", None)
+    response = getattr(http_client, "last_response", None)
+    if response is None:  # a TwilioHttpClient not made by make_client
+        response = getattr(http_client, "_test_only_last_response", None)
+    return response if isinstance(getattr(response, "status_code", None), int) else None
+
+
+def _is_2xx(status: int) -> bool:
+    return 200 <= status <= 299
+
+
+def _is_json(response: Any) -> bool:
+    import json
+
+    try:
+        json.loads(response.text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _describe_body(response: Any) -> str:
+    from check_status.probes.http import describe_non_json
+
+    text = response.text if isinstance(response.text, str) else ""
+    headers = response.headers or {}
+    content_type = str(headers.get("Content-Type", "") if hasattr(headers, "get") else "")
+    if _is_json(response):
+        return "answer is JSON but not what the SDK expected"
+    return describe_non_json(text.encode("utf-8", "replace"), content_type)
