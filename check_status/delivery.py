@@ -38,7 +38,10 @@ NO_MESSAGE_ID = "sent, but Twilio's answer had no message id"
 @dataclass(frozen=True)
 class Outcome:
     recipient: str
-    result: str  # "sent", "pending" or "failed"
+    # "sent"; "pending" (retried next run); "failed" (for good, for this number);
+    # "refused" (a code Twilio's table lacks: see settle_refusal); "held" (the
+    # sender or account is misconfigured: nothing can be sent to anyone)
+    result: str
     body: str
     detail: str  # the message SID, or why it was not sent
 
@@ -144,6 +147,50 @@ def apply_outcomes(
     return outbox, failures
 
 
+# A 4xx with a code not in Twilio's table (notify/twilio_sms.py) may be
+# transient or not; it is tried this many times, then given up for that number
+# like a permanent failure, instead of being retried every minute forever.
+UNKNOWN_CODE_TRIES = 3
+
+
+def settle_refusal(
+    outcome: Outcome, retries: dict[str, Any], now: datetime, code: int | None
+) -> tuple[Outcome, dict[str, Any]]:
+    """An answer with an unknown code: pending for its first tries, then failed for good."""
+    retries = dict(retries)
+    if outcome.result != "refused":
+        if outcome.result in ("sent", "failed"):
+            retries.pop(outcome.recipient, None)
+        return outcome, retries
+    before = retries.get(outcome.recipient)
+    tried = before.get("tries") if isinstance(before, dict) else 0
+    tries = (tried if isinstance(tried, int) and tried >= 0 else 0) + 1
+    if tries >= UNKNOWN_CODE_TRIES:
+        retries.pop(outcome.recipient, None)
+        detail = f"{outcome.detail} (refused {UNKNOWN_CODE_TRIES} times: given up)"
+        return Outcome(outcome.recipient, "failed", outcome.body, detail), retries
+    retries[outcome.recipient] = {"code": code, "reason": outcome.detail, "tries": tries}
+    detail = f"{outcome.detail} (try {tries} of {UNKNOWN_CODE_TRIES})"
+    return Outcome(outcome.recipient, "pending", outcome.body, detail), retries
+
+
+def sender_fingerprint(config: Config) -> str:
+    """Changes whenever a setting that a configuration error could be about changes.
+
+    A digest, so the state file never holds the token itself.
+    """
+    import hashlib
+
+    settings = (
+        config.twilio_account_sid,
+        config.twilio_auth_token,
+        config.twilio_from,
+        config.twilio_messaging_service_sid,
+        config.twilio_api_base_url,
+    )
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
+
+
 def twilio_settings(config: Config) -> TwilioSettings:
     assert config.twilio_account_sid and config.twilio_auth_token
     return TwilioSettings(
@@ -183,7 +230,8 @@ def deliver(
             return answer
         if isinstance(answer, NotifyError):
             codes[recipient] = answer.code
-            result = "failed" if answer.permanent else "pending"
+            kinds = {"recipient": "failed", "unknown": "refused", "config": "held"}
+            result = kinds.get(answer.kind, "pending")
             return Outcome(recipient, result, bodies[recipient], answer.reason)
         # the run's deadline passed first: still queued, retried next run
         return Outcome(recipient, "pending", bodies[recipient], "no answer from Twilio in time")

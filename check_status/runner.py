@@ -254,9 +254,11 @@ def run_once(
         trouble = (
             "run lock unavailable, nothing texted"
             if lock_problem
-            else None
-            if store.where == "file"
             else "state file not saved"
+            if store.where != "file"
+            else "SMS held: Twilio refuses the sender or account"
+            if isinstance(state.get("sms_held"), dict)
+            else None
         )
         remarks += ping_heartbeat(config.heartbeat_url, results, trouble)
     report = RunReport(
@@ -284,13 +286,18 @@ def run_once(
     return report
 
 
-_UNSENT = {"failed": "failed for good", "pending": "not sent, will retry"}
+_UNSENT = {"failed": "failed for good", "pending": "not sent, will retry", "held": "held"}
 
 # A run that can save its state nowhere does not know what the runs before it
 # texted. The first such run (its state was saved a minute ago) sends as usual;
 # later ones send only in the first run of each REMIND_EVERY_MINUTES window
 # counted from the last save, so nobody gets the same text every minute.
 FRESH_STATE_SECONDS = 90
+
+# A sender or account problem (Twilio 21606, 20003, 30002...) fails every text
+# alike: while the settings stay the same, Twilio is asked again this often,
+# in case it was fixed in Twilio's console.
+HELD_RETRY_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -350,6 +357,8 @@ def alert_operators(
         load_outbox,
         outbox_to_json,
         render_for,
+        sender_fingerprint,
+        settle_refusal,
         twilio_settings,
     )
 
@@ -380,12 +389,26 @@ def alert_operators(
             )
             bodies = {}
 
+    held = state.get("sms_held")
+    fingerprint = sender_fingerprint(config)
+    if bodies and isinstance(held, dict) and held.get("settings") == fingerprint:
+        tried_at = recorded_at({"at": held.get("tried_at")})
+        if tried_at is not None and 0 <= (now - tried_at).total_seconds() < HELD_RETRY_SECONDS:
+            # The sender or the account is wrong: every text would fail alike.
+            bodies = {}
     failures = state.get("delivery_failures")
-    progress = {"outbox": outbox, "failures": failures if isinstance(failures, dict) else {}}
-    progress["alerts"] = alert_state
+    retries = state.get("delivery_retries")
+    progress = {
+        "outbox": outbox,
+        "failures": failures if isinstance(failures, dict) else {},
+        "retries": retries if isinstance(retries, dict) else {},
+        "alerts": alert_state,
+    }
 
     def record(outcome: Outcome, code: int | None) -> None:
         # Called as each recipient's answer arrives, one at a time.
+        outcome, progress["retries"] = settle_refusal(outcome, progress["retries"], now, code)
+        settled[outcome.recipient] = outcome
         sent_notes = progress["outbox"].get(outcome.recipient, [])
         progress["outbox"], progress["failures"] = apply_outcomes(
             progress["outbox"], [outcome], progress["failures"], now, {outcome.recipient: code}
@@ -394,12 +417,32 @@ def alert_operators(
             progress["alerts"] = refused_for_good(progress["alerts"], outcome.recipient, sent_notes)
         state["outbox"] = outbox_to_json(progress["outbox"])
         state["delivery_failures"] = progress["failures"]
+        state["delivery_retries"] = progress["retries"]
         state["alerts"] = alert_state_to_json(progress["alerts"])
+        if outcome.result == "held":
+            state["sms_held"] = {
+                "reason": outcome.detail,
+                "code": code,
+                "since": held.get("since") if isinstance(held, dict) else format_time(now),
+                "tried_at": format_time(now),
+                "settings": fingerprint,
+            }
+        elif outcome.result == "sent":
+            state.pop("sms_held", None)
         if store.where is not None:
             store.save(state)
 
-    outcomes, _codes = deliver(bodies, twilio_settings(config), record) if bodies else ([], {})
+    settled: dict[str, Outcome] = {}
+    answers, _codes = deliver(bodies, twilio_settings(config), record) if bodies else ([], {})
+    # An answer that came too late for `record` (the run's deadline) stays pending.
+    outcomes = [settled.get(o.recipient, o) for o in answers]
     state["delivery_failures"] = progress["failures"]
+    held = state.get("sms_held")
+    if isinstance(held, dict):
+        notes.append(
+            f"SMS held since {held.get('since')}: {held.get('reason')}; nothing can be texted"
+            " until this is fixed (retried every 10 minutes, and at once when the settings change)"
+        )
     # One note per reason: a bad token or a Twilio outage fails every recipient
     # alike, and the operator needs to read it once, not once per phone.
     unsent: dict[tuple[str, str], list[str]] = {}
@@ -409,6 +452,7 @@ def alert_operators(
     notes += [
         f"SMS to {', '.join(recipients)} {_UNSENT[result]}: {detail}"
         for (result, detail), recipients in unsent.items()
+        if result != "held"  # said once, above
     ]
     sent = sum(1 for o in outcomes if o.result == "sent")
     summary = f"SMS sent to {sent} of {len(outcomes)}" if outcomes else "no SMS due"

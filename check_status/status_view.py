@@ -88,11 +88,25 @@ def build(
         "delivery_failures": {
             shown(recipient): item for recipient, item in failures.items() if isinstance(item, dict)
         },
-        "silences": [s.to_json() for s in alerts.silences if now < s.until],
+        "delivery_retries": {
+            shown(recipient): item
+            for recipient, item in _section(state, "delivery_retries").items()
+            if isinstance(item, dict)
+        },
+        "sms_held": _section(state, "sms_held") or None,
+        "silences": [s.to_json() for s in alerts.silences if now < s.until or s.end_seen],
         "sms": f"SMS to {len(config.alert_to)} operator(s), texting {config.alert_level} and above"
         if config.sms_configured
         else "SMS not configured",
     }
+
+
+def _section(state: dict[str, Any], key: str) -> dict[str, Any]:
+    value = state.get(key)
+    if not isinstance(value, dict):
+        return {}
+    # The sender's digest is for the runs, not for readers.
+    return {k: v for k, v in value.items() if k != "settings"}
 
 
 def _record(state: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -139,6 +153,13 @@ def render(view: dict[str, Any]) -> str:
             lines.append(
                 f"  {recipient}: {item['queued']} notification(s) queued since {item['oldest']}"
             )
+    if view.get("sms_held"):
+        held = view["sms_held"]
+        lines.append(f"SMS held since {held.get('since')}: {held.get('reason')}")
+    if view.get("delivery_retries"):
+        lines.append("refused by Twilio with an unknown code (given up after 3 tries):")
+        for recipient, item in view["delivery_retries"].items():
+            lines.append(f"  {recipient}: {item.get('reason')} (tried {item.get('tries')})")
     if view["delivery_failures"]:
         lines.append("permanent delivery failures (fix ALERT_TO):")
         for recipient, item in view["delivery_failures"].items():

@@ -232,3 +232,45 @@ def test_twenty_overlapping_runs_without_a_lock_send_nothing(write_env, twilio, 
 def _no_terminal(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     monkeypatch.setenv("PATH", os.environ.get("PATH", "/usr/bin:/bin"))
+
+
+# --- 6. every Twilio answer is classified, and its words kept ---------------------------
+
+
+def test_an_unknown_refusal_is_tried_three_times_then_given_up_for_that_number(
+    node, twilio, cli, write_env
+):
+    n = node(**SMS_KEYS, ALERT_TO=f"{LUKE},{MICHAEL}", ALERT_AFTER=1)
+    twilio.recipient_errors = {MICHAEL: 21999}  # a code no table of ours knows
+    reports = [n.run(minute, down=True) for minute in range(0, 6)]
+    tried = [a for a in twilio.attempts if a["to"] == MICHAEL]
+    assert len(tried) == 3  # not every minute, forever
+    assert len(n.texts(LUKE)) == 1
+    assert any("Twilio 21999: " in note and "(try 1 of 3)" in note for note in reports[0].notes)
+    assert any("failed for good" in note and "given up" in note for note in reports[2].notes)
+    status = cli("--env-file", str(write_env()), "status").output
+    assert f"{MICHAEL}: Twilio 21999: " in status  # the words stay visible
+
+
+def test_a_sender_that_cannot_send_sms_is_one_held_configuration_problem(node, twilio):
+    with HeartbeatStandIn() as heartbeat:
+        n = node(
+            **SMS_KEYS,
+            ALERT_TO=f"{LUKE},{MICHAEL}",
+            ALERT_AFTER=1,
+            HEARTBEAT_URL=f"{heartbeat.url}/ping/abc",
+        )
+        twilio.sender_errors = {"+15005550006": 21606}
+        first = n.run(0, down=True)
+        later = [n.run(minute, down=True) for minute in range(1, 5)]
+        pings = heartbeat.pings
+    assert len(twilio.attempts) == 2  # one try per phone, then held: not every minute
+    held = [note for note in first.notes if "21606" in note]
+    assert len(held) == 1 and held[0].startswith("SMS held since ")
+    assert "The From phone number +15005550006 is not a valid, SMS-capable" in held[0]
+    assert "TWILIO_FROM" in held[0]
+    assert all(any("SMS held since" in note for note in r.notes) for r in later)
+    assert all(p.endswith("/fail") for p in pings)  # the heartbeat says it cannot page
+    twilio.sender_errors = {}  # fixed in Twilio's console, settings unchanged
+    n.run(11, down=True)  # retried after 10 minutes: the queued problem goes out, once
+    assert len(n.texts(LUKE)) == 1 and len(n.texts(MICHAEL)) == 1
