@@ -228,12 +228,12 @@ def status_command(
 ) -> None:
     """Open incidents, queued and failed SMS, silences and the last run, from the state file."""
     from check_status import status_view
-    from check_status.state import load_state_readonly
+    from check_status.state import StateStore
 
     env_file, _verbose, as_json = _merge(ctx, env_file, verbose, as_json)
     config = load_config(env_file)
     now = utc_now()
-    state, problem = load_state_readonly(config.state_file)
+    state, problem = StateStore(config.state_file, config.state_fallback_dir).read_only()
     view = status_view.build(state, config, now)
     if problem:
         view["problem"] = problem

@@ -42,9 +42,9 @@ def installation_items(config: Config, expected_executable: Path, now: datetime)
 
 
 def freshness_item(config: Config, expected_executable: Path, now: datetime) -> Item:
-    from check_status.state import load_state_readonly
+    from check_status.state import StateStore
 
-    state, _problem = load_state_readonly(config.state_file)
+    state, _problem = StateStore(config.state_file, config.state_fallback_dir).read_only()
     last_scheduled_run = recorded_at(state.get("last_scheduled_run"))
     last_run = recorded_at(state.get("last_run"))
     last_hand_run = last_run if last_run != last_scheduled_run else None

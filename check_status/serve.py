@@ -186,9 +186,11 @@ class HealthServer(ThreadingHTTPServer):
 
     def status_document(self) -> dict[str, Any]:
         from check_status import status_view
-        from check_status.state import load_state_readonly
+        from check_status.state import StateStore
 
-        state, problem = load_state_readonly(self.config.state_file)
+        state, problem = StateStore(
+            self.config.state_file, self.config.state_fallback_dir
+        ).read_only()
         # Peers read this page over the network: operators' numbers stay masked.
         document = status_view.build(state, self.config, utc_now(), mask_numbers=True)
         if problem:

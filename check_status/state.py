@@ -285,6 +285,14 @@ class StateStore:
         self.generation = _generation(chosen.data)
         return chosen
 
+    def read_only(self) -> tuple[dict[str, Any], str | None]:
+        """For `status`, serve and self-test: the newer of the two, moving nothing."""
+        data, problem = load_state_readonly(self.path)
+        copy = self._read_copy()
+        if copy is not None and _generation(copy) > _generation(data):
+            return copy, None
+        return data, problem
+
     def _read_copy(self) -> dict[str, Any] | None:
         try:
             fd = os.open(self.copy, os.O_RDONLY | os.O_NOFOLLOW)
