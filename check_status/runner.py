@@ -390,8 +390,7 @@ def alert_operators(
             bodies = {}
 
     held = state.get("sms_held")
-    fingerprint = sender_fingerprint(config)
-    if bodies and isinstance(held, dict) and held.get("settings") == fingerprint:
+    if bodies and isinstance(held, dict) and held.get("settings") == sender_fingerprint(config):
         tried_at = recorded_at({"at": held.get("tried_at")})
         if tried_at is not None and 0 <= (now - tried_at).total_seconds() < HELD_RETRY_SECONDS:
             # The sender or the account is wrong: every text would fail alike.
@@ -425,7 +424,7 @@ def alert_operators(
                 "code": code,
                 "since": held.get("since") if isinstance(held, dict) else format_time(now),
                 "tried_at": format_time(now),
-                "settings": fingerprint,
+                "settings": sender_fingerprint(config),
             }
         elif outcome.result == "sent":
             state.pop("sms_held", None)

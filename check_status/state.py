@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import stat
@@ -256,8 +255,17 @@ def _private_dir(directory: Path) -> Path:
     return directory
 
 
-def _digest(state_file: str) -> str:
-    return hashlib.sha256(os.path.abspath(state_file).encode()).hexdigest()[:16]
+def _file_name_of(path: str) -> str:
+    """A file name for `path` in the fallback directory, one per path.
+
+    Spelled out rather than hashed: hashlib costs every cron run 3 ms to import.
+    """
+    spelled = os.path.abspath(path).replace("%", "%25").replace("/", "%2F")
+    if len(spelled) <= 160:
+        return spelled
+    import hashlib
+
+    return hashlib.sha256(spelled.encode()).hexdigest()[:32]
 
 
 class StateStore:
@@ -271,7 +279,7 @@ class StateStore:
 
     def __init__(self, state_file: str, configured_fallback_dir: str | None = None) -> None:
         self.path = state_file
-        self.copy = fallback_dir(configured_fallback_dir) / f"state-{_digest(state_file)}.json"
+        self.copy = fallback_dir(configured_fallback_dir) / _file_name_of(state_file)
         self.generation = 0
         self.problems: list[str] = []  # why saves this run did not reach the state file
         self.where: str | None = None  # where the last save went: "file", "copy" or None
@@ -393,7 +401,7 @@ def run_lock(
     except OSError as error:
         if error.errno not in (errno.EROFS, errno.ENOSPC, errno.EDQUOT) or fallback is None:
             raise LockUnavailable(_lock_problem(lock_path, error)) from None
-        spare = fallback_dir(fallback) / f"lock-{_digest(lock_path)}"
+        spare = fallback_dir(fallback) / _file_name_of(lock_path)
         try:
             _private_dir(spare.parent)
             fd = os.open(spare, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
