@@ -286,7 +286,12 @@ def run_once(
     return report
 
 
-_UNSENT = {"failed": "failed for good", "pending": "not sent, will retry", "held": "held"}
+_UNSENT = {
+    "failed": "failed for good",
+    "pending": "not sent, will retry",
+    "refused": "refused, will retry",
+    "held": "held",
+}
 
 # A run that can save its state nowhere does not know what the runs before it
 # texted. The first such run (its state was saved a minute ago) sends as usual;

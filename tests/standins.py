@@ -723,6 +723,11 @@ class _TwilioHandler(_Handler):
                 standin.attempts.append({**record, "status": status})
                 if status == 201:  # accepted, even when the answer carries no sid
                     standin.messages.append({**record, "sid": _sid_of(body)})
+            # Accepted (recorded above) first, answered late: a client that dies or
+            # times out meanwhile never learns that Twilio took the message.
+            delay = cfg["slow_numbers"].get(record["to"]) if status == 201 else None
+            if delay is not None and self._stopped().wait(delay):
+                return  # stop(): no answer at all; stop() drops the connection
         self._send(status, body, ctype)
 
     def _auth_ok(self, account_sid: str, token: str) -> bool:
@@ -892,12 +897,19 @@ class TwilioStandIn(_LoopbackHTTP):
       accepted (every check passed) and change only the 201 answer: "accepted_html" (201
       with an HTML page: the SDK raises ValueError) and "accepted_no_sid" (201 JSON
       without "sid": the SDK returns a message whose sid is None).
+    - ``slow_numbers``: To -> seconds. A message to that number that would be accepted is
+      recorded in ``attempts`` (status 201) and ``messages`` at once, as Twilio queues it,
+      and its 201 answer is sent only after that many seconds; stop() ends the wait, like
+      the "slow" mode, and then no answer is sent. Other numbers answer at once, so with
+      concurrent sends one recipient's answer can be made late: a client killed, or timed
+      out, during the wait never learns that Twilio accepted that text.
     - ``problem_json``: True sends every error in the RFC 9457 shape
       (type/title/status/code), which twilio >= 9.10 raises as ``TwilioServiceException``,
       NOT a subclass of ``TwilioRestException`` (both derive from ``TwilioException``).
 
     Order of checks: mode, route (404/20404), auth, then To/From/Body presence
-    (21604/21603/21602), then sender errors, then recipient errors, then 201.
+    (21604/21603/21602), then sender errors, then recipient errors, then 201 (after the
+    ``slow_numbers`` wait, if any).
     """
 
     handler_class = _TwilioHandler
@@ -911,6 +923,7 @@ class TwilioStandIn(_LoopbackHTTP):
         self.error_texts: dict[int, str] = {}
         self.mode: str = "ok"
         self.delay_seconds: float = 10.0
+        self.slow_numbers: dict[str, float] = {}
         self.problem_json: bool = False
         self.messages: list[dict] = []
         self.attempts: list[dict] = []
@@ -935,6 +948,7 @@ class TwilioStandIn(_LoopbackHTTP):
                 "error_texts": dict(self.error_texts),
                 "mode": self.mode,
                 "delay_seconds": self.delay_seconds,
+                "slow_numbers": dict(self.slow_numbers),
                 "problem_json": self.problem_json,
             }
 
