@@ -396,6 +396,8 @@ def _while_flapping(
         return record, note
     if incident is not None and incident.silenced:
         return record, note  # SILENCE_ENDED tells of it when the silence ends
+    if not _is_problem(result, policy):
+        return record, note  # told on its next failing run, never right after a recovery
     since = (incident.opened_at if incident else None) or record.problem_since or now
     if silenced:
         return replace(record, incident=Incident(since, None, None, summary, silenced=True)), None
