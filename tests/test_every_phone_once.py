@@ -284,3 +284,16 @@ def test_a_sender_that_cannot_send_sms_is_one_held_configuration_problem(node, t
     twilio.sender_errors = {}  # fixed in Twilio's console, settings unchanged
     n.run(11, down=True)  # retried after 10 minutes: the queued problem goes out, once
     assert len(n.texts(LUKE)) == 1 and len(n.texts(MICHAEL)) == 1
+
+
+@pytest.mark.parametrize("mode", ["accepted_html", "accepted_no_sid"])
+def test_a_2xx_that_cannot_be_read_is_still_an_acceptance(node, twilio, mode):
+    """Twilio accepted it: never sent again, whatever its answer's body."""
+    n = node(**SMS_KEYS, ALERT_TO=f"{LUKE},{MICHAEL}")
+    twilio.mode = mode
+    reports = [n.run(minute, down=True) for minute in range(0, 4)]
+    reports += [n.run(minute, down=False) for minute in range(4, 8)]
+    for phone in (LUKE, MICHAEL):  # the problem and the recovery, not one a run
+        assert [body.split(" ")[1] for body in n.texts(phone)] == ["CRITICAL", "RECOVERED"]
+    details = {o.detail for r in reports for o in r.deliveries}
+    assert details == {"sent, but Twilio's answer had no message id"}
