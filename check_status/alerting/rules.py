@@ -197,6 +197,9 @@ class CheckRecord:
     history: str = ""  # one letter per run, the last 21 (see flapping.py)
     flapping: bool = False
     last_problem: str = ""  # the summary of the last failing run, for a FLAPPING text
+    # The first failing run still in the history: when a flapping problem began,
+    # since each OK run in between clears problem_since.
+    failing_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,7 @@ def decide(
     notifications: list[Notification] = []
     records: dict[str, CheckRecord] = {}
     for result in results:
-        before = _observe(previous.checks.get(result.name, CheckRecord()), result, policy)
+        before = _observe(previous.checks.get(result.name, CheckRecord()), result, now, policy)
         silenced = any(s.covers(result.name, now) for s in silences)
         record, notification = _decide_one(before, result, now, policy, silenced)
         if record.flapping:
@@ -344,7 +347,9 @@ def refused_for_good(
     return replace(state, checks=records)
 
 
-def _observe(record: CheckRecord, result: CheckResult, policy: Policy) -> CheckRecord:
+def _observe(
+    record: CheckRecord, result: CheckResult, now: datetime, policy: Policy
+) -> CheckRecord:
     """Add this run to the check's history, and judge whether it flaps."""
     letter = NO_EVIDENCE if result.caused_by is not None else STATUS_LETTERS[result.status]
     history = push_history(record.history, letter)
@@ -352,8 +357,18 @@ def _observe(record: CheckRecord, result: CheckResult, policy: Policy) -> CheckR
     failed, _ = failed_runs(history, _problem_letters(policy))
     # A check that flaps between OK and a status below ALERT_LEVEL pages nobody.
     flapping = flapping and failed >= policy.alert_after
-    last_problem = result.summary if _is_problem(result, policy) else record.last_problem
-    return replace(record, history=history, flapping=flapping, last_problem=last_problem)
+    failing = _is_problem(result, policy)
+    last_problem = result.summary if failing else record.last_problem
+    failing_since = (record.failing_since or now) if failing else record.failing_since
+    if not failed:
+        failing_since = None  # no failing run left in the window
+    return replace(
+        record,
+        history=history,
+        flapping=flapping,
+        last_problem=last_problem,
+        failing_since=failing_since,
+    )
 
 
 def _problem_letters(policy: Policy) -> str:
@@ -398,7 +413,7 @@ def _while_flapping(
         return record, note  # SILENCE_ENDED tells of it when the silence ends
     if not _is_problem(result, policy):
         return record, note  # told on its next failing run, never right after a recovery
-    since = (incident.opened_at if incident else None) or record.problem_since or now
+    since = (incident.opened_at if incident else None) or record.failing_since or now
     if silenced:
         return replace(record, incident=Incident(since, None, None, summary, silenced=True)), None
     letters = set(record.history) - {NO_EVIDENCE, "O"}
@@ -408,7 +423,7 @@ def _while_flapping(
         default=result.status,
     )
     opened = Incident(since, status, now, summary)
-    record = replace(record, incident=opened, problem_since=record.problem_since or since)
+    record = replace(record, incident=opened, problem_since=since)
     return record, Notification(Kind.FLAPPING, result.name, status, summary, since, now)
 
 
@@ -578,6 +593,7 @@ def alert_state_to_json(state: AlertState) -> dict[str, Any]:
         item = asdict(record)
         item["problem_since"] = format_time(record.problem_since) if record.problem_since else None
         item["ok_since"] = format_time(record.ok_since) if record.ok_since else None
+        item["failing_since"] = format_time(record.failing_since) if record.failing_since else None
         if record.incident is not None:
             item["incident"] = record.incident.to_json()
         checks[name] = item
@@ -626,6 +642,7 @@ def _record_from_json(item: dict[str, Any]) -> CheckRecord:
         history=history[-21:] if isinstance(history, str) and set(history) <= set("OWCU-") else "",
         flapping=bool(item.get("flapping", False)),
         last_problem=str(item.get("last_problem", "")),
+        failing_since=parse_time(item["failing_since"]) if item.get("failing_since") else None,
         problem_runs=max(0, int(item.get("problem_runs", 0))),
         ok_runs=max(0, int(item.get("ok_runs", 0))),
         problem_since=parse_time(since) if since else None,
