@@ -48,18 +48,27 @@ class Node:
         }
         self.config: Config = load(str(write_env(**values)))
         self.dead = f"http://127.0.0.1:{free_port()}"
+        self.sent: list[tuple[int, str, str]] = []  # (minute, to, body)
 
-    def run(self, minute: int, *, down: bool, **changes: Any) -> RunReport:
+    def run(self, minute: int, *, down: bool, lag: float = 0.5, **changes: Any) -> RunReport:
+        """One run at START + `minute`; `lag`: how far the head is behind (WARNING at 15 s)."""
         now = START + timedelta(minutes=minute)
-        self.nodeos.head_block_num = 400_000_000 + minute * 120
-        self.nodeos.head_block_time = now - timedelta(seconds=0.5)
+        self.nodeos.head_block_num = 400_000_000 + minute * 120  # always moving
+        self.nodeos.head_block_time = now - timedelta(seconds=lag)
         config = dataclasses.replace(self.config, **changes)
         if down:
             config = dataclasses.replace(config, nodeos_url=self.dead)
-        return run_once(config, now)
+        seen = len(self.twilio.messages)
+        report = run_once(config, now)
+        self.sent += [(minute, m["to"], m["body"]) for m in self.twilio.messages[seen:]]
+        return report
 
     def texts(self, phone: str) -> list[str]:
         return [m["body"] for m in self.twilio.messages if m["to"] == phone]
+
+    def timed_texts(self, phone: str) -> list[tuple[int, str]]:
+        """(minute of the run that sent it, body) of each text `phone` got from `run`."""
+        return [(minute, body) for minute, to, body in self.sent if to == phone]
 
 
 @pytest.fixture

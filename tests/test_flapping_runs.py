@@ -18,7 +18,6 @@ ALERT_AFTER runs are OK.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections import Counter
 from datetime import timedelta
@@ -29,51 +28,27 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from check_status.alerting.rules import AlertState, Kind, Notification, Policy, decide
-from check_status.config import Config, load
 from check_status.model import CheckResult, Status
-from check_status.runner import run_once
-from tests.standins import NodeosStandIn, TwilioStandIn, free_port
+from tests import test_every_phone_once as phones
+from tests.standins import NodeosStandIn, TwilioStandIn
 from tests.test_every_phone_once import LUKE, MICHAEL, SMS_KEYS, START, TOKEN
 
 PHONES = (LUKE, MICHAEL)
 
 
-class Node:
-    """One node, one run a minute on a controlled clock (as in test_every_phone_once).
-
-    Also: the head's lag, for a head_block that is CRITICAL one run and WARNING the
-    next; and every text is kept with the minute of the run that sent it.
-    """
+class Node(phones.Node):
+    """The node of test_every_phone_once, texting both phones; each text with its minute."""
 
     def __init__(self, write_env: Any, nodeos: NodeosStandIn, twilio: TwilioStandIn, **settings):
-        self.nodeos, self.twilio = nodeos, twilio
-        values = {
-            "NODEOS_URL": nodeos.url,
-            "ALERT_AFTER": 2,
-            "REMIND_EVERY_MINUTES": 60,
-            "TWILIO_API_BASE_URL": twilio.url,
-            "ALERT_TO": ",".join(PHONES),
-            **SMS_KEYS,
-            **settings,
-        }
-        self.config: Config = load(str(write_env(**values)))
-        self.dead = f"http://127.0.0.1:{free_port()}"
-        self.sent: list[tuple[int, str, str]] = []  # (minute, to, body)
+        super().__init__(
+            write_env, nodeos, twilio, ALERT_TO=",".join(PHONES), **SMS_KEYS, **settings
+        )
 
     def run(self, minute: int, *, down: bool = False, lag: float = 0.5) -> None:
-        now = START + timedelta(minutes=minute)
-        self.nodeos.head_block_num = 400_000_000 + minute * 120  # always moving
-        self.nodeos.head_block_time = now - timedelta(seconds=lag)
-        config = dataclasses.replace(self.config, nodeos_url=self.dead) if down else self.config
-        seen = len(self.twilio.messages)
-        run_once(config, now)
-        self.sent += [(minute, m["to"], m["body"]) for m in self.twilio.messages[seen:]]
+        super().run(minute, down=down, lag=lag)
 
-    def texts(self, phone: str) -> list[tuple[int, str]]:
-        return [(minute, body) for minute, to, body in self.sent if to == phone]
-
-    def minutes(self, phone: str) -> list[int]:
-        return [minute for minute, _ in self.texts(phone)]
+    def texts(self, phone: str) -> list[tuple[int, str]]:  # type: ignore[override]
+        return self.timed_texts(phone)
 
 
 @pytest.fixture
