@@ -86,10 +86,6 @@ def node(write_env, nodeos, twilio, tmp_path):
     return make
 
 
-def with_keys(**more: Any) -> dict[str, Any]:
-    return {"twilio_account_sid": SID, "twilio_auth_token": TOKEN, **more}
-
-
 # --- 1. who was told is per recipient --------------------------------------------------
 
 
@@ -248,7 +244,7 @@ def test_twenty_overlapping_runs_without_a_lock_send_nothing(write_env, twilio, 
 
 
 @pytest.fixture(autouse=True)
-def _no_terminal(monkeypatch):
+def _a_run_in_a_process_imports_this_checkout(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     monkeypatch.setenv("PATH", os.environ.get("PATH", "/usr/bin:/bin"))
 
