@@ -451,7 +451,10 @@ def _lock_problem(lock_path: str, error: OSError) -> str:
     ):
         fix = f"{os.path.dirname(lock_path)} is not a directory: fix STATE_FILE"
     else:
-        fix = f"make {os.path.dirname(lock_path) or '.'} writable by this user"
+        fix = (
+            f"make {os.path.dirname(lock_path) or '.'} writable by this user,"
+            " or set STATE_FILE to a path of yours"
+        )
     return (
         f"cannot open the run lock {lock_path} ({error.strerror or error}); {fix}. "
         "Nothing was texted or saved"
