@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,7 +119,9 @@ def test_a_peer_run_by_hand_while_its_cron_is_broken_is_still_critical(cli, node
 def test_a_peer_that_runs_is_ok(cli, nodeos, tmp_path, peer):
     code, check = run_with_peer(cli, nodeos, tmp_path, peer(last_run_age=40))
     assert code == 0
-    assert check["status"] == "OK" and check["summary"].startswith("checker ran 40s ago (OK)")
+    # 40s, or 41s when the second turns over between the peer's answer and our judging it.
+    assert check["status"] == "OK"
+    assert re.match(r"checker ran 4[01]s ago \(OK\)", check["summary"]), check["summary"]
 
 
 def test_a_peer_that_never_ran_is_critical(cli, nodeos, tmp_path, peer):
