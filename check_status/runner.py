@@ -269,9 +269,9 @@ def run_once(
         tuple(notes),
         tuple(remarks),
         alerts.decisions,
-        alerts.deliveries,
-        alerts.sms,
-        not acts,
+        () if lock_problem else alerts.deliveries,
+        "nothing sent: the run lock could not be opened" if lock_problem else alerts.sms,
+        dry_run,
         alerts.open_incidents,
         lock_problem,
     )
@@ -410,7 +410,17 @@ def alert_operators(
     }
 
     def record(outcome: Outcome, code: int | None) -> None:
-        # Called as each recipient's answer arrives, one at a time.
+        # Called as each recipient's answer arrives, one at a time, in a worker
+        # thread: a failure here must reach the run's line, not a traceback.
+        try:
+            remember(outcome, code)
+        except Exception as error:
+            notes.append(
+                f"could not record the SMS outcome for {outcome.recipient}"
+                f" ({type(error).__name__}): it may be sent again next run"
+            )
+
+    def remember(outcome: Outcome, code: int | None) -> None:
         outcome, progress["retries"] = settle_refusal(outcome, progress["retries"], now, code)
         settled[outcome.recipient] = outcome
         sent_notes = progress["outbox"].get(outcome.recipient, [])

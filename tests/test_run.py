@@ -451,6 +451,14 @@ def test_a_state_directory_that_is_a_file_still_reports_and_exits_3(
     assert "| 'nodeos_response'=" in result.output  # the results are still there
     assert result.exit_code == 3
     assert blocker.read_text() == "a file where the state directory should be"
+    as_json = json.loads(
+        cli(
+            "--env-file",
+            str(write_env(NODEOS_URL=nodeos.url, STATE_FILE=blocker / "state.json")),
+            "--json",
+        ).output
+    )
+    assert as_json["alerts"]["sms"] == "nothing sent: the run lock could not be opened"
 
 
 def test_bad_config_value_is_one_line_and_exit_3(cli, write_env):
