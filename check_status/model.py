@@ -68,6 +68,12 @@ class CheckResult:
     `caused_by` names another check whose failure made this one impossible to
     judge (head_block is UNKNOWN because nodeos is unreachable). Such results
     are consequences: they are shown but never page on their own.
+
+    `summary` may be texted, so the only remote words in it are ones that
+    identify the failure (an HTTP status, an error name such as
+    NODEOS_UNREACHABLE, a fatal sign such as bad_alloc). Remote free text (an
+    error body's message, the log line itself) goes in `detail`, which `-v`
+    and `--json` show and no SMS ever carries.
     """
 
     name: str
@@ -75,6 +81,7 @@ class CheckResult:
     summary: str
     metrics: tuple[Metric, ...] = ()
     caused_by: str | None = None
+    detail: str = ""
 
     def metric(self, name: str) -> float | None:
         for m in self.metrics:
@@ -88,12 +95,14 @@ class ProbeFailure:
     """A probe could not get the fact it went for.
 
     `reason` is one short line for an operator: "connection refused",
-    "timeout after 3s", "HTTP 503 NODEOS_UNREACHABLE".
+    "timeout after 3s", "HTTP 503 NODEOS_UNREACHABLE". Like a summary, it may
+    be texted; the remote body's free text, cleaned, is in `detail`.
     """
 
     reason: str
     http_status: int | None = None
     body: object = field(default=None, compare=False, repr=False)
+    detail: str = ""
 
 
 def utc_now() -> datetime:

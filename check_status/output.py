@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from check_status.model import CheckResult, Metric, Status
+from check_status.remote_text import printable
 from check_status.runner import RunReport
 
 
@@ -62,11 +63,12 @@ def nagios_line(report: RunReport) -> str:
     # title ("api.example.io | 502: Bad gateway") must not end the text early.
     line = f"CHECK-STATUS {report.status.name} - {words.replace('|', '/')}"
     perf = perfdata(report.results)
-    return f"{line} | {perf}" if perf else line
+    # One line, always: nothing in it may start a second one or reach a terminal raw.
+    return printable(f"{line} | {perf}" if perf else line)
 
 
 def verbose_table(report: RunReport) -> str:
-    rows = [(r.name, r.status.name, r.summary) for r in report.results]
+    rows = [(r.name, r.status.name, _with_detail(r)) for r in report.results]
     name_width = max([len("CHECK")] + [len(r[0]) for r in rows])
     lines = [f"check-status on {report.node} at {report.now.strftime('%Y-%m-%d %H:%M:%S')} UTC", ""]
     lines.append(f"{'CHECK':<{name_width}}  {'STATUS':<8}  SUMMARY")
@@ -85,7 +87,12 @@ def verbose_table(report: RunReport) -> str:
     for note in (*report.notes, *report.remarks):
         lines.append(f"note: {note}")
     lines.append(f"state file: {report.state_file}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
+
+
+def _with_detail(result: CheckResult) -> str:
+    """The summary, and what the remote side said in its own words (never texted)."""
+    return f"{result.summary} [remote said: {result.detail}]" if result.detail else result.summary
 
 
 def result_json(result: CheckResult) -> dict[str, Any]:
@@ -97,6 +104,8 @@ def result_json(result: CheckResult) -> dict[str, Any]:
     }
     if result.caused_by:
         item["caused_by"] = result.caused_by
+    if result.detail:
+        item["detail"] = result.detail
     return item
 
 

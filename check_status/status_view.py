@@ -13,6 +13,7 @@ from typing import Any
 from check_status.alerting.rules import alert_state_from_json
 from check_status.config import Config
 from check_status.model import format_time, human_duration, recorded_at
+from check_status.remote_text import printable
 
 
 def mask_number(number: str) -> str:
@@ -168,4 +169,5 @@ def render(view: dict[str, Any]) -> str:
     for silence in view["silences"]:
         what = ", ".join(silence["checks"]) or "whole node"
         lines.append(f"  {what} until {silence['until']}: {silence['reason']}")
-    return "\n".join(lines)
+    # The state may hold text an older version stored raw: nothing reaches the terminal raw.
+    return "\n".join(printable(line) for line in lines)

@@ -178,7 +178,7 @@ URL = "https://api.example.net:8443"
         "HTTP 503 NODEOS_UNREACHABLE",
         "connection refused",
         "timeout after 3s",
-        "HTTP 502 not JSON (HTML page: 502 Bad Gateway)",
+        "HTTP 502 not JSON (HTML page)",
     ],
 )
 def test_endpoint_failure_reason_passes_through(reason: str) -> None:

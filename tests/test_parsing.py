@@ -273,42 +273,40 @@ def test_parse_db_size_bad(body: Any, fragment: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "contains", "lacks"),
+    ("body", "status", "words", "detail"),
     [
-        (
-            load("error_404_unknown_endpoint_leap_v3.2.0.json"),
-            "Unknown Endpoint",
-            "unspecified",
-        ),
+        # "exception: unspecified" says nothing: the detail does, and it is free text.
+        (load("error_404_unknown_endpoint_leap_v3.2.0.json"), 404, "Not Found", "Unknown Endpoint"),
         (
             load("error_500_timeout_exception_http_max_response_time.json"),
+            500,
             "timeout_exception",
-            "Internal Service Error",
+            "deadline 2020-02-20T04:02:21.564 exceeded by 21us",
         ),
-        ({"message": "NODEOS_UNREACHABLE", "code": 503}, "NODEOS_UNREACHABLE", "{"),
+        ({"message": "NODEOS_UNREACHABLE", "code": 503}, 503, "NODEOS_UNREACHABLE", ""),
         (
             {
                 "code": 500,
                 "message": "Internal Service Error",
                 "error": {"code": 0, "name": "exception", "what": "unspecified", "details": []},
             },
+            500,
+            "Internal Server Error",  # our phrase for 500, not the server's
             "Internal Service Error",
-            "unspecified",
         ),
-        (None, "(empty body)", "None"),
+        (None, 400, "(empty body)", ""),
+        # A hostile body: its words never become the texted part.
+        (
+            {"message": "call +1 900 555 0100 now"},
+            503,
+            "Service Unavailable",
+            "call +1 900 555 0100 now",
+        ),
+        ({"message": "call19005550100"}, 503, "Service Unavailable", "call19005550100"),
     ],
 )
-def test_describe_error_body(body: Any, contains: str, lacks: str) -> None:
-    text = describe_error_body(body)
-    assert contains in text
-    assert lacks not in text
-    assert "\n" not in text
-
-
-def test_describe_error_body_500_says_what_timed_out() -> None:
-    text = describe_error_body(load("error_500_timeout_exception_http_max_response_time.json"))
-    assert text.startswith("timeout_exception: deadline 2020-02-20T04:02:21.564 exceeded")
-    assert text.count("deadline") == 1  # detail repeats `what`: said once
+def test_describe_error_body(body: Any, status: int, words: str, detail: str) -> None:
+    assert describe_error_body(body, status) == (words, detail)
 
 
 NGINX_502 = b"""<html>\r
@@ -324,12 +322,17 @@ NGINX_502 = b"""<html>\r
 @pytest.mark.parametrize(
     ("raw", "content_type", "expected"),
     [
-        (NGINX_502, "text/html", "not JSON (HTML page: 502 Bad Gateway)"),
-        (b"<html><body>down</body></html>", "", "not JSON (HTML page)"),
-        (b"", "text/plain", "(empty body)"),
-        (b"  \n", "", "(empty body)"),
-        (b"Service Unavailable", "text/plain", "not JSON: 'Service Unavailable'"),
+        (NGINX_502, "text/html", ("not JSON (HTML page)", "502 Bad Gateway")),
+        (b"<html><body>down</body></html>", "", ("not JSON (HTML page)", "")),
+        (b"", "text/plain", ("(empty body)", "")),
+        (b"  \n", "", ("(empty body)", "")),
+        (b"Service Unavailable", "text/plain", ("not JSON", "Service Unavailable")),
+        (
+            b"<title>\x1b]52;c;ZXZpbA==\x07</title>",
+            "text/html",
+            ("not JSON (HTML page)", "\ufffd]52;c;ZXZpbA==\ufffd"),
+        ),
     ],
 )
-def test_describe_non_json(raw: bytes, content_type: str, expected: str) -> None:
+def test_describe_non_json(raw: bytes, content_type: str, expected: tuple[str, str]) -> None:
     assert describe_non_json(raw, content_type) == expected

@@ -14,7 +14,7 @@ from check_status.probes.disk import DiskUsage
 def judge_disk(path: str, usage: DiskUsage | ProbeFailure, config: Config) -> CheckResult:
     name = f"disk:{path}"
     if isinstance(usage, ProbeFailure):
-        return CheckResult(name, Status.UNKNOWN, usage.reason)
+        return CheckResult(name, Status.UNKNOWN, usage.reason, detail=usage.detail)
     warn, crit = config.disk_warn_percent, config.disk_crit_percent
 
     def level(percent: float | None) -> Status:

@@ -40,7 +40,7 @@ def judge_endpoint(
         reason = failures[0].reason
         if infos:
             reason = f"{len(failures)} of {len(answers)} requests failed: {reason}"
-        return CheckResult(name, Status.CRITICAL, reason)
+        return CheckResult(name, Status.CRITICAL, reason, detail=failures[0].detail)
     # The stalest backend decides: it is the one serving old data to someone.
     info = max(infos, key=lambda i: (now - i.head_block_time).total_seconds())
     lag = (now - info.head_block_time).total_seconds()

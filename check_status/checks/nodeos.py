@@ -9,7 +9,9 @@ from check_status.probes.nodeos import ChainInfo
 
 def judge_nodeos(info: ChainInfo | ProbeFailure, url: str) -> CheckResult:
     if isinstance(info, ProbeFailure):
-        return CheckResult("nodeos", Status.CRITICAL, f"{info.reason} ({host_label(url)})")
+        return CheckResult(
+            "nodeos", Status.CRITICAL, f"{info.reason} ({host_label(url)})", detail=info.detail
+        )
     return CheckResult(
         "nodeos",
         Status.OK,

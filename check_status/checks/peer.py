@@ -27,7 +27,9 @@ PEER_STALE_SECONDS = 180
 def judge_peer(name: str, status: Any, now: datetime) -> CheckResult:
     check = f"peer:{name}"
     if isinstance(status, ProbeFailure):
-        return CheckResult(check, Status.CRITICAL, f"unreachable: {status.reason}")
+        return CheckResult(
+            check, Status.CRITICAL, f"unreachable: {status.reason}", detail=status.detail
+        )
     status = status if isinstance(status, dict) else {}
     last_run = status.get("last_run") if isinstance(status.get("last_run"), dict) else {}
     # Only a scheduled run proves the peer's cron works; a peer of an older
@@ -49,7 +51,10 @@ def judge_peer(name: str, status: Any, now: datetime) -> CheckResult:
             f"its checker stopped: last cron run {human_duration(age)} ago",
             metrics,
         )
+    # The peer's own words are not repeated: only a status name it could have sent.
     peer_status = str(last_run.get("status") or "?")
+    if peer_status not in Status.__members__:
+        peer_status = "?"
     return CheckResult(
         check, Status.OK, f"checker ran {human_duration(max(age, 0))} ago ({peer_status})", metrics
     )

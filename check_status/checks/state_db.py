@@ -21,7 +21,7 @@ def judge_state_db(
     if isinstance(db, DbSizeNotEnabled):
         return CheckResult("state_db", Status.OK, "not enabled (db_size_api_plugin not loaded)")
     if isinstance(db, ProbeFailure):
-        return CheckResult("state_db", Status.UNKNOWN, f"db_size: {db.reason}")
+        return CheckResult("state_db", Status.UNKNOWN, f"db_size: {db.reason}", detail=db.detail)
     percent = 100.0 * db.used_bytes / db.size
     warn, crit = config.state_db_warn_percent, config.state_db_crit_percent
     status = Status.OK if percent <= warn else Status.CRITICAL if percent > crit else Status.WARNING

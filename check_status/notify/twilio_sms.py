@@ -129,25 +129,107 @@ class TwilioSettings:
         return f"TwilioSettings(account_sid={self.account_sid!r}, ...)"
 
 
+# Twilio's answer to a send is about 1 KB; to an account read, a few KB.
+MAX_ANSWER_BYTES = 256 * 1024
+
+
+class AnswerTooLarge(Exception):
+    """Twilio's answer (or what claims to be it) was larger than MAX_ANSWER_BYTES."""
+
+
 @cache
 def _recording_http_client_class() -> type:
     from twilio.http.http_client import TwilioHttpClient
+    from twilio.http.response import Response
 
     class RecordingHttpClient(TwilioHttpClient):
-        """TwilioHttpClient that keeps the last answer as `last_response`.
+        """TwilioHttpClient that reads answers bounded, and keeps the last as `last_response`.
 
-        The SDK keeps one too, but as `_test_only_last_response`; this one is ours,
-        and it is None whenever the last request got no answer at all.
+        The SDK reads a whole answer and lets requests decompress it: a 1 MiB
+        gzip bomb took a run to 2.1 GiB. Here the answer is streamed, asked
+        for uncompressed, read at most MAX_ANSWER_BYTES, and inflated (if a
+        server compresses anyway) no further than that.
+
+        `last_response` is ours, None whenever the last request got no answer.
         """
 
         last_response: Any = None
 
-        def request(self, *args: Any, **kwargs: Any) -> Any:
+        def request(
+            self,
+            method: str,
+            url: str,
+            params: Any = None,
+            data: Any = None,
+            headers: Any = None,
+            auth: Any = None,
+            timeout: float | None = None,
+            allow_redirects: bool = False,
+        ) -> Any:
+            from requests import Request, Session
+
             self.last_response = None
-            self.last_response = super().request(*args, **kwargs)
+            headers = {**(headers or {}), "Accept-Encoding": "identity"}
+            session = self.session or Session()
+            prepared = session.prepare_request(
+                Request(
+                    method=method.upper(),
+                    url=url,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    auth=auth,
+                    hooks=self.request_hooks,
+                )
+            )
+            settings = session.merge_environment_settings(
+                prepared.url, self.proxy, None, None, None
+            )
+            settings["stream"] = True  # read below, bounded
+            answer = session.send(
+                prepared,
+                allow_redirects=allow_redirects,
+                timeout=timeout or self.timeout,
+                **settings,
+            )
+            try:
+                raw = bounded_body(answer.raw, answer.headers.get("Content-Encoding", ""))
+            except AnswerTooLarge:
+                # The status still counts: a 201 with a huge body was accepted.
+                self.last_response = Response(int(answer.status_code), "", answer.headers)
+                raise
+            finally:
+                answer.close()
+            self.last_response = Response(
+                int(answer.status_code), raw.decode("utf-8", "replace"), answer.headers
+            )
             return self.last_response
 
     return RecordingHttpClient
+
+
+def bounded_body(stream: Any, encoding: str, limit: int = MAX_ANSWER_BYTES) -> bytes:
+    """At most `limit` bytes of an answer, inflated no further than `limit`. Raises AnswerTooLarge."""
+    import zlib
+
+    inflater = None
+    if encoding.strip().lower() in ("gzip", "x-gzip", "deflate"):
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, auto
+    kept = bytearray()
+    while True:
+        # The read timeout of each socket read is the SDK timeout; the whole send
+        # is bounded by the delivery deadline, which abandons a trickle.
+        chunk = stream.read(65536, decode_content=False)
+        if not chunk:
+            break
+        if inflater is not None:
+            chunk = inflater.decompress(chunk, limit + 1 - len(kept))
+            if inflater.unconsumed_tail:
+                raise AnswerTooLarge
+        kept += chunk
+        if len(kept) > limit:
+            raise AnswerTooLarge
+    return bytes(kept)
 
 
 def make_client(settings: TwilioSettings) -> Any:
@@ -205,6 +287,15 @@ def send_sms(client: Any, settings: TwilioSettings, to: str, body: str) -> str |
 
         reason = describe_request_error(error, settings.timeout)
         raise NotifyError(f"Twilio unreachable: {reason}", kind="transient") from None
+    except AnswerTooLarge:
+        response = _last_response(client)
+        if response is not None and _is_2xx(response.status_code):
+            return None  # accepted: the message is on its way
+        status = response.status_code if response is not None else "?"
+        raise NotifyError(
+            f"Twilio HTTP {status}: answer larger than {MAX_ANSWER_BYTES // 1024} KiB",
+            kind="transient",
+        ) from None
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         # The SDK could not read an answer (json.loads on an HTML page, a JSON
         # list where an object belongs...) or failed before sending anything.
@@ -303,6 +394,11 @@ def check_credentials(settings: TwilioSettings) -> str:
 
         raise NotifyError(
             f"Twilio unreachable: {describe_request_error(error, settings.timeout)}",
+            kind="transient",
+        ) from None
+    except AnswerTooLarge:
+        raise NotifyError(
+            f"Twilio's answer was larger than {MAX_ANSWER_BYTES // 1024} KiB: not Twilio?",
             kind="transient",
         ) from None
     except (ValueError, KeyError, TypeError, AttributeError) as error:
@@ -449,4 +545,5 @@ def _describe_body(response: Any) -> str:
     content_type = str(headers.get("Content-Type", "") if hasattr(headers, "get") else "")
     if _is_json(response):
         return "answer is JSON but not what the SDK expected"
-    return describe_non_json(text.encode("utf-8", "replace"), content_type)
+    words, _detail = describe_non_json(text.encode("utf-8", "replace"), content_type)
+    return words

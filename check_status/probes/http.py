@@ -14,11 +14,14 @@ which is right for a monitor probing loopback and its own backends.
 from __future__ import annotations
 
 import base64
+import http
 import http.client
+import io
 import json
 import re
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -26,6 +29,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from check_status.model import ProbeFailure
+from check_status.remote_text import clean, clean_json, identifying_word
 
 # A get_info body is about 1.5 KB. Anything near this is not nodeos talking.
 MAX_BODY_BYTES = 1024 * 1024
@@ -59,37 +63,185 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+class DnsTimeout(TimeoutError):
+    """The name lookup did not answer in time (no socket timeout covers getaddrinfo)."""
+
+
+def _resolve(host: str, port: int, deadline: float) -> list[tuple[Any, ...]]:
+    """getaddrinfo, given up at the deadline.
+
+    The lookup runs in a daemon thread: a resolver that never answers leaves
+    that thread blocked (asleep, not spinning), and the probe returns on time.
+    """
+    answer: dict[str, Any] = {}
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            answer["addresses"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except OSError as error:
+            answer["error"] = error
+        done.set()
+
+    threading.Thread(target=lookup, name=f"dns {host}", daemon=True).start()
+    if not done.wait(max(0.0, deadline - time.monotonic())):
+        raise DnsTimeout
+    if "error" in answer:
+        raise answer["error"]
+    return answer["addresses"]
+
+
+class _DeadlineSocket:
+    """A socket whose every send and receive must end by one deadline.
+
+    http.client gives each socket operation the whole timeout again, so a
+    server that drips one byte a second, or floods `100 Continue` interim
+    answers (which http.client skips in a loop of its own), could hold a probe
+    forever and keep its thread busy after the run gave up on it. Here each
+    operation gets only the time left, and none starts after the deadline.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._readers = 0
+        self._closed = False
+
+    def _arm(self) -> None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline reached")
+        self._sock.settimeout(left)
+
+    def sendall(self, data: bytes) -> None:
+        self._arm()
+        self._sock.sendall(data)
+
+    def recv_into(self, buffer: Any) -> int:
+        self._arm()
+        return self._sock.recv_into(buffer)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        self._readers += 1
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def close(self) -> None:
+        # As socket.makefile does: http.client closes the connection while the
+        # response is still being read, so the socket stays open until its
+        # reader is closed too.
+        self._closed = True
+        if self._readers == 0:
+            self._sock.close()
+
+    def reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closed and self._readers == 0:
+            self._sock.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, sock: _DeadlineSocket) -> None:
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._sock.recv_into(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._sock.reader_closed()
+        super().close()
+
+
+class _BoundedConnection(http.client.HTTPConnection):
+    """An HTTPConnection whose DNS lookup, connect and every read share one deadline."""
+
+    deadline: float = 0.0
+
+    def connect(self) -> None:
+        last_error: OSError = OSError("no address")
+        for family, kind, proto, _name, address in _resolve(self.host, self.port, self.deadline):
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(max(0.001, self.deadline - time.monotonic()))
+                sock.connect(address)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.sock = self._secure(sock)
+                return
+            except OSError as error:
+                sock.close()
+                last_error = error
+                if isinstance(error, TimeoutError | ssl.SSLError):
+                    break  # the time is spent, or the server is not the one we want
+        raise last_error
+
+    def _secure(self, sock: socket.socket) -> Any:
+        return _DeadlineSocket(sock, self.deadline)
+
+
+class _BoundedTlsConnection(_BoundedConnection):
+    default_port = http.client.HTTPS_PORT
+
+    def _secure(self, sock: socket.socket) -> Any:
+        # The handshake is bounded as a whole by the socket timeout set above.
+        secured = _tls_context().wrap_socket(sock, server_hostname=self.host)
+        return _DeadlineSocket(secured, self.deadline)
+
+
 def exchange(
     method: str,
     url: str,
     timeout: float,
     body: bytes | None = None,
     max_bytes: int = MAX_BODY_BYTES,
+    *,
+    headers: dict[str, str] | None = None,
+    cut_at_max: bool = False,
 ) -> RawReply | ProbeFailure:
-    """One request. The whole exchange, body included, must finish within
-    `timeout`: a server that trickles one byte a second is a timeout too."""
+    """One request. The whole exchange (DNS lookup, connect, TLS, every interim
+    answer, headers and body) must finish within `timeout`: a server that
+    trickles one byte a second is a timeout too, and the thread doing it stops
+    at the deadline instead of spinning on.
+
+    A body over `max_bytes` is refused, or with `cut_at_max` cut there (for
+    answers where only the status matters). Nothing is decompressed: no
+    Accept-Encoding is sent, so a compression bomb stays its compressed size.
+    """
     parts = urlsplit(url)
     started = time.monotonic()
     deadline = started + timeout
-    if parts.scheme == "https":
-        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            parts.hostname or "", parts.port, timeout=timeout, context=_tls_context()
-        )
-    else:
-        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    kind = _BoundedTlsConnection if parts.scheme == "https" else _BoundedConnection
+    try:
+        connection = kind(parts.hostname or "", parts.port, timeout=timeout)
+    except (http.client.InvalidURL, ValueError):
+        return ProbeFailure("bad URL: the port is not a number")
+    connection.deadline = deadline
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json", "Connection": "close"}
+    sent = {"User-Agent": USER_AGENT, "Accept": "application/json", "Connection": "close"}
     if parts.username is not None:
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+        sent["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+    sent.update(headers or {})
+    answered = False
     try:
-        connection.request(method, target, body=body, headers=headers)
+        connection.request(method, target, body=body, headers=sent)
         response = connection.getresponse()
-        raw = _read_bounded(response, deadline, timeout, max_bytes) if method != "HEAD" else b""
+        answered = True
+        raw = _read_bounded(response, max_bytes, cut_at_max) if method != "HEAD" else b""
         if isinstance(raw, ProbeFailure):
             return raw
-        content_type = response.getheader("Content-Type") or ""
+        content_type = clean(response.getheader("Content-Type") or "")
         return RawReply(response.status, content_type, raw, (time.monotonic() - started) * 1000)
+    except DnsTimeout:
+        return ProbeFailure(f"timeout after {timeout:g}s (DNS lookup)")
+    except TimeoutError:
+        still = " (body still arriving)" if answered else ""
+        return ProbeFailure(f"timeout after {timeout:g}s{still}")
     except (OSError, http.client.HTTPException, ValueError) as error:
         return ProbeFailure(describe_connection_error(error, timeout))
     finally:
@@ -100,20 +252,21 @@ def get_json(url: str, timeout: float) -> HttpReply | ProbeFailure:
     """GET `url` and parse its JSON body, answering 200 or not.
 
     The caller decides what a non-200 means; this only names transport and
-    format failures.
+    format failures. Every string in the body is cleaned here, once, before
+    any check sees it (see check_status.remote_text).
     """
     reply = exchange("GET", url, timeout)
     if isinstance(reply, ProbeFailure):
         return reply
     status, raw = reply.status, reply.raw
     try:
-        body = json.loads(raw) if raw.strip() else None
-    except (ValueError, UnicodeDecodeError):
-        return ProbeFailure(
-            _http_prefix(status) + describe_non_json(raw, reply.content_type), status
-        )
+        body = clean_json(json.loads(raw)) if raw.strip() else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        words, detail = describe_non_json(raw, reply.content_type)
+        return ProbeFailure(_http_prefix(status) + words, status, detail=detail)
     if status != 200:
-        return ProbeFailure(f"HTTP {status} {describe_error_body(body)}".rstrip(), status, body)
+        words, detail = describe_error_body(body, status)
+        return ProbeFailure(f"HTTP {status} {words}".rstrip(), status, body, detail)
     return HttpReply(status, body, reply.elapsed_ms)
 
 
@@ -122,20 +275,20 @@ def _http_prefix(status: int) -> str:
 
 
 def _read_bounded(
-    response: http.client.HTTPResponse, deadline: float, timeout: float, max_bytes: int
+    response: http.client.HTTPResponse, max_bytes: int, cut_at_max: bool
 ) -> bytes | ProbeFailure:
     chunks: list[bytes] = []
     size = 0
     while True:
-        if time.monotonic() > deadline:
-            return ProbeFailure(f"timeout after {timeout:g}s (body still arriving)")
-        # read1 returns whatever one socket read gave, so a trickling server
-        # cannot hold us past the deadline by sending a byte at a time.
+        # read1 returns what one socket read gave; the socket itself ends at
+        # the deadline (a TimeoutError the caller names).
         chunk = response.read1(65536)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
         if size > max_bytes:
+            if cut_at_max:
+                return b"".join(chunks)
             return ProbeFailure(f"response larger than {max_bytes // 1024} KiB: not a nodeos reply")
         chunks.append(chunk)
 
@@ -163,36 +316,65 @@ def describe_connection_error(error: BaseException, timeout: float) -> str:
     return f"connection failed ({type(error).__name__})"
 
 
-def describe_error_body(body: Any) -> str:
-    """The useful words of a nodeos error envelope or a proxy's JSON error."""
+def describe_error_body(body: Any, status: int | None = None) -> tuple[str, str]:
+    """(words, detail) of a nodeos error envelope or a proxy's JSON error.
+
+    `words` may be texted, so it holds only what identifies the failure: the
+    error's name (`timeout_exception`, `NODEOS_UNREACHABLE`) when it is one
+    identifier-shaped word, else the standard reason phrase of the status
+    ("Not Found"). `detail` holds the body's free text ("Unknown Endpoint",
+    "deadline ... exceeded"), for `-v` only: it is written by whoever answered.
+    """
+    if body is None:
+        return "(empty body)", ""
     if not isinstance(body, dict):
-        return "(empty body)" if body is None else ""
+        return _reason_phrase(status), ""
     error = body.get("error")
+    texts: list[str] = []
+    names: list[str] = []
     if isinstance(error, dict):
-        name = str(error.get("name") or "")
-        what = str(error.get("what") or "")
+        # "exception: unspecified" says nothing; the detail ("Unknown Endpoint") does.
+        for key in ("name", "what"):
+            value = str(error.get(key) or "")
+            if value and value not in ("exception", "unspecified"):
+                texts.append(value)
+                if key == "name" and identifying_word(value):
+                    names.append(value)
         details = error.get("details")
-        detail = ""
         if isinstance(details, list) and details and isinstance(details[0], dict):
             detail = str(details[0].get("message") or "")
-        # "exception: unspecified" says nothing; the detail ("Unknown Endpoint") does.
-        words = [w for w in (name, what) if w and w not in ("exception", "unspecified")]
-        if detail and detail not in what:
-            words.append(detail)
-        return _one_line(": ".join(words) or str(body.get("message") or ""))
-    return _one_line(str(body.get("message") or ""))
+            if detail and not any(detail in text for text in texts):
+                texts.append(detail)
+    message = str(body.get("message") or "")
+    if message and not texts:
+        texts.append(message)
+    if identifying_word(message) and not names:
+        names.append(message)
+    words = names[0] if names else _reason_phrase(status)
+    detail = _one_line(": ".join(t for t in texts if t != words))
+    return words, detail
 
 
-def describe_non_json(raw: bytes, content_type: str) -> str:
+def _reason_phrase(status: int | None) -> str:
+    """Our own words for a status code: never the phrase the server sent."""
+    try:
+        return http.HTTPStatus(status).phrase if status is not None else ""
+    except ValueError:
+        return ""
+
+
+def describe_non_json(raw: bytes, content_type: str) -> tuple[str, str]:
+    """(words, detail) for a body that is not JSON. An HTML page's title is the
+    detail: it is the server's text, not ours."""
     if not raw.strip():
-        return "(empty body)"
+        return "(empty body)", ""
     text = raw[:2048].decode("utf-8", "replace")
     title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
     if title:
-        return f"not JSON (HTML page: {_one_line(title.group(1))})"
+        return "not JSON (HTML page)", _one_line(title.group(1))
     if "html" in content_type.lower() or text.lstrip().startswith("<"):
-        return "not JSON (HTML page)"
-    return f"not JSON: {_one_line(text)[:40]!r}"
+        return "not JSON (HTML page)", ""
+    return "not JSON", _one_line(text)[:60]
 
 
 def describe_request_error(error: BaseException, timeout: float) -> str:
@@ -226,4 +408,4 @@ def _causes(error: BaseException):
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())[:120]
+    return clean(" ".join(text.split()), 120)

@@ -7,6 +7,7 @@ nodeos quirks handled here, once, so no check has to think about them:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,10 @@ from check_status.probes.http import HttpReply, get_json
 
 GET_INFO_PATH = "/v1/chain/get_info"
 DB_SIZE_PATH = "/v1/db_size/get"
+
+# What nodeos sends in these fields, and so all a check may repeat of them.
+_CHAIN_ID = re.compile(r"[0-9a-fA-F]{64}")
+_ACCOUNT = re.compile(r"[a-z1-5.]{1,13}")
 
 # Block numbers are uint32 in nodeos; sizes are uint64.
 _MAX_UINT64 = 2**64 - 1
@@ -100,6 +105,8 @@ def parse_get_info(body: Any, response_ms: float) -> ChainInfo:
     chain_id = body.get("chain_id")
     if not isinstance(chain_id, str) or not chain_id:
         raise BadField("missing chain_id" if chain_id is None else "chain_id is not a string")
+    if not _CHAIN_ID.fullmatch(chain_id):
+        raise BadField("chain_id is not a chain id (64 hex digits)")
     version = body.get("server_version_string") or body.get("server_version") or "?"
     producer = body.get("head_block_producer")
     return ChainInfo(
@@ -107,7 +114,10 @@ def parse_get_info(body: Any, response_ms: float) -> ChainInfo:
         head_block_num=as_number(body, "head_block_num"),
         head_block_time=parse_block_time(body.get("head_block_time")),
         last_irreversible_block_num=as_number(body, "last_irreversible_block_num"),
-        head_block_producer=producer if isinstance(producer, str) else "?",
+        # An account name is 1-13 of a-z, 1-5 and dots: anything else is not one.
+        head_block_producer=producer
+        if isinstance(producer, str) and _ACCOUNT.fullmatch(producer)
+        else "?",
         server_version=str(version)[:40],
         response_ms=response_ms,
     )
