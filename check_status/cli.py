@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import sys
@@ -28,8 +29,11 @@ from check_status.model import Status, utc_now
 if TYPE_CHECKING:
     from check_status.alerting.rules import AlertState
 
-# cron starts a run every minute: a run must never outlive its slot.
+# cron starts a run every minute: a run must never outlive its slot. A run is
+# killed once it outlasts runner.worst_case_seconds (40 s at most); a silence
+# edit waits for the lock at most this long.
 RUN_DEADLINE_SECONDS = 50
+_run_bound_seconds = RUN_DEADLINE_SECONDS
 
 
 def fail(message: str, status: Status = Status.UNKNOWN) -> NoReturn:
@@ -135,7 +139,10 @@ def main(ctx: click.Context, env_file: str | None, verbose: bool, as_json: bool)
 
 def _deadline_reached(signum: int, frame: Any) -> None:
     # os._exit: a hung thread must not be able to keep the process alive.
-    line = _failure_line(f"run exceeded its {RUN_DEADLINE_SECONDS}s deadline", Status.UNKNOWN)
+    line = _failure_line(
+        f"run exceeded its {_run_bound_seconds}s bound (see worst case in the README)",
+        Status.UNKNOWN,
+    )
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
     os._exit(int(Status.UNKNOWN))
@@ -181,7 +188,7 @@ def run_command(
 ) -> None:
     """One run: check, remember, text, report (what cron calls every minute)."""
     from check_status import output
-    from check_status.runner import run_once
+    from check_status.runner import run_once, worst_case_seconds
     from check_status.state import LockBusy, LockUnavailable, run_lock
 
     env_file, verbose, as_json = _merge(ctx, env_file, verbose, as_json)
@@ -190,8 +197,10 @@ def run_command(
         config = dataclasses.replace(
             config, prometheus_textfile=os.path.abspath(prometheus_textfile)
         )
+    global _run_bound_seconds
+    _run_bound_seconds = min(RUN_DEADLINE_SECONDS, math.ceil(worst_case_seconds(config)))
     signal.signal(signal.SIGALRM, _deadline_reached)
-    signal.alarm(RUN_DEADLINE_SECONDS)
+    signal.alarm(_run_bound_seconds)
     now = utc_now()
     try:
         with run_lock(config.lock_file, now, fallback=config.state_fallback_dir) as lock_note:

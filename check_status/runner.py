@@ -51,8 +51,31 @@ if TYPE_CHECKING:
 # is most of a healthy run's cost.
 
 # Beyond each probe's own timeout, how long the run waits for a straggler
-# (a DNS lookup or a statvfs, which no HTTP timeout covers).
+# (a statvfs on a hung NFS mount, which no HTTP timeout covers).
 PROBE_GRACE_SECONDS = 1.0
+# Starting Python, reading the state, importing twilio, saving: the rest of a run.
+RUN_OVERHEAD_SECONDS = 3
+
+
+def worst_case_seconds(config: Config) -> float:
+    """The longest a run takes, whatever hangs, as one number of the settings:
+
+        (HTTP_TIMEOUT_SECONDS + 1)  probes, all at once, each ended at its deadline
+      + (10 + 1)                    Twilio, all recipients at once
+      + 5                           the heartbeat ping
+      + 3                           everything else
+
+    With SMS and a heartbeat set: 23 s at the default timeout of 3 s, 40 s at
+    the largest, 20 s. Each phase ends itself within its share; the CLI kills
+    a run that still outlasts the sum, so cron runs never pile up.
+    """
+    from check_status.notify.heartbeat import HEARTBEAT_TIMEOUT_SECONDS
+    from check_status.notify.twilio_sms import SEND_TIMEOUT_SECONDS
+
+    probes = config.http_timeout_seconds + PROBE_GRACE_SECONDS
+    twilio = SEND_TIMEOUT_SECONDS + 1 if config.sms_configured else 0
+    heartbeat = HEARTBEAT_TIMEOUT_SECONDS if config.heartbeat_url else 0
+    return probes + twilio + heartbeat + RUN_OVERHEAD_SECONDS
 
 
 @dataclass(frozen=True)
