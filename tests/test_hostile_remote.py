@@ -316,3 +316,53 @@ def test_heartbeat_stand_in_still_gets_the_ping(write_env, nodeos):
         pings = heartbeat.pings
     assert done.returncode == 0, done.stdout
     assert len(pings) == 1
+
+
+@pytest.fixture
+def hung_dns(tmp_path: Path):
+    """A resolver that never answers: a UDP socket on 127.0.0.77:53 that reads nothing,
+    named in a resolv.conf bind-mounted over /etc/resolv.conf in a mount namespace
+    of the run's own (`unshare -m`), so the rest of the machine is untouched."""
+    import shutil
+    import socket
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("a private mount namespace and port 53 need root")
+    resolver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    resolver.bind(("127.0.0.77", 53))
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.77\noptions timeout:30 attempts:1\n")
+    try:
+        yield conf
+    finally:
+        resolver.close()
+
+
+def test_a_dns_lookup_that_never_answers_is_a_timeout(write_env, twilio, hung_dns):
+    env_file = write_env(
+        NODEOS_URL="http://nodeos.hang.example:8888",
+        HTTP_TIMEOUT_SECONDS=2,
+        TWILIO_API_BASE_URL=twilio.url,
+        **SMS_KEYS,
+    )
+    done = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            f'mount --bind "{hung_dns}" /etc/resolv.conf && exec "$@"',
+            "sh",
+            SCRIPT,
+            "--env-file",
+            str(env_file),
+        ],
+        env={"PATH": os.environ["PATH"], "HOME": str(env_file.parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "nodeos: timeout after 2s (DNS lookup) (nodeos.hang.example:8888)" in done.stdout
+    assert len(twilio.messages) == 1  # Twilio is on loopback: no lookup needed
+    assert_clean(done)
