@@ -154,6 +154,8 @@ def test_a_producer_name_cannot_forge_a_nagios_line_or_crash(write_env):
         env_file = write_env(NODEOS_URL=hostile.url)
         done = run(env_file)
         status = run(env_file, "status")
+    assert done.returncode == 0, done.stdout  # a name that is not one is "?", not a failure
+    assert "by ?," in done.stdout
     assert len(done.stdout.splitlines()) == 1, done.stdout
     assert "all fine" not in done.stdout
     assert status.returncode == 0
