@@ -75,9 +75,11 @@ class HostileServer:
 
     def _serve(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            if self.read_request:
-                _read_request(conn)
-            self.behaviour(conn, self._stop)
+            request = _read_request(conn) if self.read_request else b""
+            if getattr(self.behaviour, "takes_request", False):
+                self.behaviour(conn, self._stop, request)  # type: ignore[call-arg]
+            else:
+                self.behaviour(conn, self._stop)
 
 
 def _read_request(conn: socket.socket) -> bytes:
@@ -177,5 +179,16 @@ def get_info_with(**fields: object) -> Behaviour:
         "server_version_string": "v4.0.4",
     }
     info.update(fields)
-    # ensure_ascii keeps lone surrogates as \\ud800 escapes, as a hostile server would send them.
-    return answer(json.dumps(info).encode())
+    # ensure_ascii keeps lone surrogates as \ud800 escapes, as a hostile server would send them.
+    healthy = answer(json.dumps(info).encode())
+    no_plugin = answer(
+        b'{"code":404,"message":"Not Found","error":{"details":[{"message":"Unknown Endpoint"}]}}',
+        "404 Not Found",
+    )
+
+    def behaviour(conn: socket.socket, stop: threading.Event, request: bytes) -> None:
+        # db_size_api_plugin "not loaded", as on most nodes: only get_info is hostile.
+        (healthy if b"/v1/chain/get_info" in request else no_plugin)(conn, stop)
+
+    behaviour.takes_request = True  # type: ignore[attr-defined]
+    return behaviour
