@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from check_status.model import ProbeFailure
+from check_status.remote_text import clean
 
 
 def run_concurrently(
@@ -29,7 +30,8 @@ def run_concurrently(
         try:
             value = task()
         except Exception as error:  # a bug in a probe stays local to its check
-            value = ProbeFailure(f"probe failed: {type(error).__name__}: {error}")
+            # The error's words may quote what a server sent: cleaned like any remote text.
+            value = ProbeFailure(f"probe failed: {type(error).__name__}: {clean(error, 120)}")
         with lock:
             if name in gave_up:
                 return  # too late: the caller has moved on
