@@ -203,7 +203,12 @@ def run_command(
     signal.alarm(_run_bound_seconds)
     now = utc_now()
     try:
-        with run_lock(config.lock_file, now, fallback=config.state_fallback_dir) as lock_note:
+        with run_lock(
+            config.lock_file,
+            now,
+            fallback=config.state_fallback_dir,
+            state_file=config.state_file,
+        ) as lock_note:
             report = run_once(
                 config,
                 now,
@@ -267,6 +272,7 @@ def _edit_silences(
             now,
             wait_seconds=RUN_DEADLINE_SECONDS + 5,
             fallback=config.state_fallback_dir,
+            state_file=config.state_file,
         ):
             # The same store as the runs: a silence set while the state file is
             # read-only goes into the copy they read.

@@ -177,13 +177,7 @@ def _unique_names(results: list[CheckResult]) -> list[CheckResult]:
         count = seen.get(result.name, 0)
         seen[result.name] = count + 1
         if count:
-            result = CheckResult(
-                f"{result.name}#{count + 1}",
-                result.status,
-                result.summary,
-                result.metrics,
-                result.caused_by,
-            )
+            result = dataclasses.replace(result, name=f"{result.name}#{count + 1}")
         unique.append(result)
     return unique
 

@@ -161,9 +161,10 @@ STATE_DAMAGE = [
         id="infinity-and-nan",
     ),
     pytest.param(
-        write_bytes(b"[" * 100_000 + b"]" * 100_000),
+        # 60 KB: under the 64 KiB size limit, so it is the parser that refuses it.
+        write_bytes(b"[" * 30_000 + b"]" * 30_000),
         "not valid JSON (truncated or corrupt)",
-        id="nested-100000-deep",
+        id="nested-30000-deep",
     ),
     pytest.param(
         write_json(
@@ -664,7 +665,8 @@ def test_log_scan_resumes_after_rotation_truncation_or_replacement(
     sign = change(log)
     second, memory = run(1)
     assert second[0] == "CRITICAL", second
-    assert second[1].startswith("fatal line just now: ") and sign in second[1], second
+    # The summary names the sign (our word); the line itself is only in detail.
+    assert second[1].startswith("fatal line just now: ") and sign.removeprefix("std::") in second[1]
     assert memory["position"]["offset"] == log.stat().st_size
     assert memory["position"]["inode"] == log.stat().st_ino
 

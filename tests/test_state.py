@@ -173,6 +173,10 @@ def test_a_lock_that_cannot_be_opened_is_refused_with_its_fix(tmp_path: Path, sh
 
 
 # --- log tail ----------------------------------------------------------------
+# The probe keeps no lines, only how many there were and the last fatal one:
+# each test puts a fatal line where it must (or must not) be found.
+
+FATAL = "error 2024-05-01T12:00:00.000 nodeos main.cpp:176 main ] std::bad_alloc"
 
 
 def start_watching(path: Path, content: str = "") -> LogPosition:
@@ -188,6 +192,10 @@ def read(path: Path, position: LogPosition | None, max_bytes: int = 1 << 20) -> 
     return chunk
 
 
+def fatal_text(chunk: LogChunk) -> str | None:
+    return chunk.fatal_line.text if chunk.fatal_line else None
+
+
 def append(path: Path, text: str) -> None:
     with open(path, "a") as handle:
         handle.write(text)
@@ -197,115 +205,158 @@ def test_first_read_returns_nothing_and_points_at_the_end(tmp_path: Path) -> Non
     path = tmp_path / "nodeos.log"
     path.write_text("old line 1\nold bad_alloc line 2\n")
     chunk = read(path, None)
-    assert chunk.lines == ()
+    assert chunk.line_count == 0
+    assert chunk.fatal_line is None  # history, not news
     assert chunk.position.offset == path.stat().st_size
     assert chunk.position.inode == path.stat().st_ino
 
 
-def test_appended_lines_are_returned(tmp_path: Path) -> None:
+def test_appended_lines_are_counted_and_scanned(tmp_path: Path) -> None:
     path = tmp_path / "nodeos.log"
-    position = start_watching(path, "history\n")
+    position = start_watching(path, f"history {FATAL}\n")
     append(path, "info one\ninfo two\n")
     chunk = read(path, position)
-    assert chunk.lines == ("info one", "info two")
+    assert (chunk.line_count, chunk.fatal_line) == (2, None)
     assert chunk.notes == ()
-    append(path, "info three\n")
-    assert read(path, chunk.position).lines == ("info three",)
+    assert chunk.lines == ()  # the probe keeps no lines
+    append(path, f"info three\n{FATAL}\ninfo four\n")
+    again = read(path, chunk.position)
+    assert again.line_count == 3
+    assert again.fatal_line is not None
+    assert (again.fatal_line.sign, again.fatal_line.text) == ("bad_alloc", FATAL)
 
 
 def test_nothing_new_returns_nothing(tmp_path: Path) -> None:
     path = tmp_path / "nodeos.log"
     position = start_watching(path, "history\n")
     chunk = read(path, position)
-    assert chunk.lines == ()
+    assert chunk.line_count == 0
     assert chunk.position == position
 
 
-def test_rotation_returns_the_old_files_tail_and_the_new_file(tmp_path: Path) -> None:
+def test_rotation_scans_the_old_files_tail_and_the_new_file(tmp_path: Path) -> None:
     path = tmp_path / "nodeos.log"
     position = start_watching(path, "history\n")
-    append(path, "old after last read 1\nold after last read 2\n")
+    append(path, f"old after last read 1\n{FATAL} in the old file\n")
     path.rename(tmp_path / "nodeos.log.1")
     path.write_text("new file 1\nnew file 2\n")
     chunk = read(path, position)
-    assert chunk.lines == (
-        "old after last read 1",
-        "old after last read 2",
-        "new file 1",
-        "new file 2",
-    )
+    assert chunk.line_count == 4
+    assert fatal_text(chunk) == f"{FATAL} in the old file"
     assert "log rotated" in chunk.notes
     assert chunk.position.inode == path.stat().st_ino
     append(path, "new file 3\n")
-    assert read(path, chunk.position).lines == ("new file 3",)
+    assert read(path, chunk.position).line_count == 1
+
+
+def test_rotation_keeps_the_last_fatal_line_of_the_new_file(tmp_path: Path) -> None:
+    path = tmp_path / "nodeos.log"
+    position = start_watching(path, "history\n")
+    append(path, f"{FATAL} old\n")
+    path.rename(tmp_path / "nodeos.log.1")
+    path.write_text(f"{FATAL} new\ninfo after\n")
+    assert fatal_text(read(path, position)) == f"{FATAL} new"
 
 
 def test_rotation_without_a_dot_1_file_reads_the_new_file(tmp_path: Path) -> None:
     path = tmp_path / "nodeos.log"
     position = start_watching(path, "history\n")
     path.rename(tmp_path / "nodeos.log.2024-05-01")
-    path.write_text("new file 1\n")
+    path.write_text(f"{FATAL}\n")
     chunk = read(path, position)
-    assert chunk.lines == ("new file 1",)
+    assert chunk.line_count == 1
+    assert fatal_text(chunk) == FATAL
     assert "log rotated" in chunk.notes
 
 
 @pytest.mark.parametrize(
     ("new_content", "note"),
     [
-        ("short\n", "log truncated"),  # shorter than where we were
-        ("a different and much longer first line\nsecond\n", "log replaced"),
+        (f"{FATAL}\n", "log truncated"),  # shorter than where we were
+        (f"a different first line\n{FATAL}\n{'second ' * 30}\n", "log replaced"),
     ],
 )
-def test_copytruncate_returns_the_new_content(tmp_path: Path, new_content: str, note: str) -> None:
+def test_copytruncate_scans_the_new_content(tmp_path: Path, new_content: str, note: str) -> None:
     path = tmp_path / "nodeos.log"
-    position = start_watching(path, "history line one\nhistory 2\n")
+    position = start_watching(path, "history line one\n" + "history 2 " * 20 + "\n")
     inode = path.stat().st_ino
     with open(path, "r+") as handle:  # copytruncate: same inode, cut to 0, written again
         handle.truncate(0)
     append(path, new_content)
     assert path.stat().st_ino == inode
     chunk = read(path, position)
-    assert chunk.lines == tuple(new_content.splitlines())
+    assert chunk.line_count == len(new_content.splitlines())
+    assert fatal_text(chunk) == FATAL
     assert note in chunk.notes
+    assert chunk.position.offset == path.stat().st_size
 
 
 @pytest.mark.parametrize(
-    ("first", "then", "first_lines", "then_lines"),
+    ("first", "then", "first_count", "then_count"),
     [
-        ("complete line\npartial", " rest of it\n", ("complete line",), ("partial rest of it",)),
-        ("only a partial", " line\n", (), ("only a partial line",)),
-        ("a\nb\n", "c\n", ("a", "b"), ("c",)),
+        ("complete line\npartial", " rest of it\n", 1, 1),
+        ("only a partial", " line\n", 0, 1),
+        ("a\nb\n", "c\n", 2, 1),
     ],
 )
 def test_partial_last_line_waits_for_the_next_read(
-    tmp_path: Path,
-    first: str,
-    then: str,
-    first_lines: tuple[str, ...],
-    then_lines: tuple[str, ...],
+    tmp_path: Path, first: str, then: str, first_count: int, then_count: int
 ) -> None:
     path = tmp_path / "nodeos.log"
     position = start_watching(path)
     append(path, first)
     chunk = read(path, position)
-    assert chunk.lines == first_lines
+    assert chunk.line_count == first_count
+    assert chunk.position.offset == first.rfind("\n") + 1  # the partial line is not consumed
     append(path, then)
-    assert read(path, chunk.position).lines == then_lines
+    again = read(path, chunk.position)
+    assert again.line_count == then_count
+    assert again.position.offset == path.stat().st_size
 
 
-def test_max_bytes_is_honoured(tmp_path: Path) -> None:
+def test_a_fatal_sign_split_across_two_writes_is_found_once_whole(tmp_path: Path) -> None:
     path = tmp_path / "nodeos.log"
     position = start_watching(path)
-    lines = [f"info line number {n:04d}" for n in range(200)]  # 22 bytes + newline each
-    append(path, "".join(line + "\n" for line in lines))
-    max_bytes = 100
-    chunk = read(path, position, max_bytes)
-    assert sum(len(line) + 1 for line in chunk.lines) <= max_bytes
-    assert chunk.lines, "the newest lines are read"
-    assert chunk.lines[-1] == lines[-1]
-    assert any("skipped" in note for note in chunk.notes)
+    append(path, "error std::bad_al")  # nodeos is writing the line
+    chunk = read(path, position)
+    assert (chunk.line_count, chunk.fatal_line, chunk.position.offset) == (0, None, 0)
+    append(path, "loc\n")
+    again = read(path, chunk.position)
+    assert fatal_text(again) == "error std::bad_alloc"
+
+
+def test_a_half_written_fatal_line_is_reported_at_once(tmp_path: Path) -> None:
+    """A crashed nodeos never finishes its last line: a sign in it is not left waiting."""
+    path = tmp_path / "nodeos.log"
+    position = start_watching(path)
+    append(path, "info fine\nerror std::bad_alloc, then nothing")
+    chunk = read(path, position)
+    assert fatal_text(chunk) == "error std::bad_alloc, then nothing"
     assert chunk.position.offset == path.stat().st_size
+    assert chunk.line_count == 2
+
+
+def test_max_bytes_stops_the_scan_and_the_next_read_goes_on(tmp_path: Path) -> None:
+    """A budget makes a run stop early; the next run resumes there: nothing skipped."""
+    path = tmp_path / "nodeos.log"
+    position = start_watching(path)
+    lines = [f"info line number {n:06d}" for n in range(10_000)]  # 24 bytes + newline each
+    lines[7_000] = FATAL  # beyond the first run's budget
+    append(path, "".join(line + "\n" for line in lines))
+    chunk = read(path, position, max_bytes=100)  # raised to one line's cap: 64 KiB + 1
+    assert chunk.fatal_line is None
+    assert 0 < chunk.position.offset < path.stat().st_size
+    assert any("left for the next run" in note for note in chunk.notes)
+    counted, found = chunk.line_count, []
+    for _ in range(10):
+        chunk = read(path, chunk.position, max_bytes=100)
+        counted += chunk.line_count
+        found += [chunk.fatal_line] if chunk.fatal_line else []
+        if chunk.position.offset == path.stat().st_size:
+            break
+    assert counted == len(lines)  # every line scanned once, none skipped
+    assert [f.text for f in found] == [FATAL]
+    assert not any("skipped" in note for note in chunk.notes)
 
 
 def test_missing_log_is_a_probe_failure(tmp_path: Path) -> None:

@@ -5,7 +5,12 @@ remembered and keeps the check CRITICAL for `fatal_hold_seconds(ALERT_AFTER)`:
 at least FATAL_HOLD_SECONDS, and always long enough for the alerting rules
 (which need ALERT_AFTER consecutive failing runs, a minute apart) to text it.
 
-Memory: {"position": LogPosition, "fatal_line": str, "fatal_at": time}.
+The summary, which may be texted, names the fatal sign found (`bad_alloc`:
+our word); the line itself is remote free text and goes in `detail`, shown by
+`-v` and `--json` only.
+
+Memory: {"position": LogPosition, "fatal_line": str, "fatal_sign": str,
+"fatal_at": time}; the line at most LOG_LINE_LIMIT characters.
 """
 
 from __future__ import annotations
@@ -15,14 +20,11 @@ from typing import Any
 
 from check_status.model import CheckResult, ProbeFailure, Status, format_time, human_duration
 from check_status.model import parse_time as parse_state_time
-from check_status.probes.log import LogChunk
+from check_status.probes.log import FATAL_SIGNS, LogChunk, fatal_in, sign_in
+from check_status.remote_text import LOG_LINE_LIMIT, clean
 
-FATAL_SIGNS = (
-    "bad_alloc",
-    "database dirty flag set",
-    "Database has reached an unsafe level of usage",
-    "replay required",
-)
+__all__ = ["FATAL_SIGNS", "fatal_hold_seconds", "find_fatal_line", "judge_nodeos_log"]
+
 FATAL_HOLD_SECONDS = 15 * 60
 # Beyond ALERT_AFTER runs: a cron minute or two missed under load still texts.
 SPARE_RUNS = 5
@@ -33,10 +35,11 @@ def fatal_hold_seconds(alert_after: int) -> int:
 
 
 def find_fatal_line(lines: tuple[str, ...]) -> str | None:
-    """The last line showing a fatal sign: the most recent state of the node."""
+    """The last line showing a fatal sign (the most recent state of the node), cleaned."""
     for line in reversed(lines):
-        if any(sign in line for sign in FATAL_SIGNS):
-            return " ".join(line.split())
+        found = fatal_in(line)
+        if found is not None:
+            return found.text
     return None
 
 
@@ -50,43 +53,56 @@ def judge_nodeos_log(
     if isinstance(chunk, ProbeFailure):
         return CheckResult("nodeos_log", Status.UNKNOWN, chunk.reason), memory
     memory["position"] = chunk.position.to_json()
-    found = find_fatal_line(chunk.lines)
+    found = chunk.fatal_line
     if found is not None:
-        memory["fatal_line"], memory["fatal_at"] = found, format_time(now)
-    line, age = _held_fatal_line(memory, now, hold_seconds)
+        memory["fatal_line"], memory["fatal_sign"] = found.text, found.sign
+        memory["fatal_at"] = format_time(now)
+    held = _held_fatal_line(memory, now, hold_seconds)
     notes = f" ({', '.join(chunk.notes)})" if chunk.notes else ""
-    if line is not None:
+    if held is not None:
+        line, sign, age = held
         seen = "just now" if age < 1 else f"{human_duration(age)} ago"
+        summary = f"fatal line {seen}: {sign}" if sign else f"fatal line {seen}"
         return CheckResult(
-            "nodeos_log", Status.CRITICAL, f"fatal line {seen}: {_shorten(line)}"
+            "nodeos_log", Status.CRITICAL, summary, detail=_shorten(line, sign)
         ), memory
-    memory.pop("fatal_line", None)
-    memory.pop("fatal_at", None)
+    for key in ("fatal_line", "fatal_sign", "fatal_at"):
+        memory.pop(key, None)
     return CheckResult(
-        "nodeos_log", Status.OK, f"no fatal lines in {len(chunk.lines)} new lines{notes}"
+        "nodeos_log", Status.OK, f"no fatal lines in {chunk.line_count} new lines{notes}"
     ), memory
 
 
 def _held_fatal_line(
     memory: dict[str, Any], now: datetime, hold_seconds: int
-) -> tuple[str | None, float]:
+) -> tuple[str, str | None, float] | None:
+    """(line, sign, age) of the remembered fatal line while it is held, else None.
+
+    The memory comes from the state file, which anything may have edited: the
+    line is cleaned again, and the sign is one of ours or none.
+    """
     try:
-        line = str(memory["fatal_line"])
+        line = clean(str(memory["fatal_line"]), LOG_LINE_LIMIT)
         age = (now - parse_state_time(str(memory["fatal_at"]))).total_seconds()
     except (KeyError, TypeError, ValueError, OverflowError):
-        return None, 0.0
+        return None
     if age < 0:
         # The clock went back since the line was seen: still held, from now on.
         memory["fatal_at"] = format_time(now)
         age = 0.0
-    return (line, age) if age < hold_seconds else (None, 0.0)
+    if age >= hold_seconds:
+        return None
+    sign = memory.get("fatal_sign")
+    if sign not in FATAL_SIGNS:
+        sign = sign_in(line)  # a state written before the sign was kept
+    memory["fatal_line"] = line
+    return line, sign, age
 
 
-def _shorten(line: str) -> str:
+def _shorten(line: str, sign: str | None) -> str:
     """The line from just before the fatal sign on: timestamps and thread ids say little."""
-    for sign in FATAL_SIGNS:
-        at = line.find(sign)
-        if at >= 0:
-            start = max(0, at - 20)
-            return ("..." if start else "") + line[start : start + 100]
+    at = line.find(sign) if sign else -1
+    if at >= 0:
+        start = max(0, at - 20)
+        return ("..." if start else "") + line[start : start + 100]
     return line[:100]
