@@ -12,18 +12,55 @@ has recovered.
 
 A burst of health checks from several load balancers costs one get_info:
 verdicts are reused for HEALTH_CACHE_SECONDS, and concurrent requests share
-the one probe in flight (single flight). Every probe is bounded by the HTTP
-timeout, so a hung nodeos cannot hang the server.
+the one probe in flight (single flight).
+
+Bounds, because this port faces whatever can reach it:
+
+- Every answer leaves within HTTP_TIMEOUT_SECONDS + 1 s of its request. The
+  probe (itself bounded by the HTTP timeout) runs in a daemon thread of its
+  own and the server only waits for it: should it hang anyway, as on a DNS
+  lookup that never returns (serve looks the host up in that thread first),
+  /health answers 503 `timeout after Ns (probe still running)` and no second
+  probe starts while that one hangs. /status reads the state file the same
+  way (it could be a FIFO, or on a hung disk).
+- One thread serves every connection (asyncio's event loop, plain
+  non-blocking sockets): a connection costs a file descriptor and about a
+  kilobyte, not a thread, so thousands of idle or slow clients cannot starve
+  the CPU or the health checks (slowloris).
+- A client has HEAD_DEADLINE_SECONDS from its connection to send its request
+  line and headers (HAProxy sends its check in one packet), and at most
+  MAX_HEAD_BYTES of them; then it is dropped, or answered 400/431.
+- At most `max_connections` are open (derived from RLIMIT_NOFILE, whose soft
+  limit is raised to the hard one). At the cap, the oldest connection that
+  has not finished its request head is dropped to make room for the new one,
+  so the slowest clients go first and a balancer's check still gets in.
+- Every answer says `Connection: close` and the connection closes after it:
+  one request per connection, no keep-alive to hold a slot.
+
+The HTTP parsing is done here, not by http.server: it is small (GET and HEAD
+of two paths; headers are counted, never used), and http.server's
+thread-per-connection design is what the slowloris exhausted.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
+import ipaddress
 import json
+import re
+import resource
+import socket
+import sys
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from check_status.checks.chain_id import judge_chain_id
@@ -34,6 +71,43 @@ from check_status.model import CheckResult, Status, utc_now
 from check_status.probes.nodeos import fetch_chain_info
 
 DEFAULT_LISTEN = "127.0.0.1:8899"
+
+# Time from accept to the end of the request head. HAProxy sends its check in
+# one packet; 2 s leaves room for a slow network and none for a slowloris.
+HEAD_DEADLINE_SECONDS = 2.0
+# Request line and headers together. A check is about 100 bytes.
+MAX_HEAD_BYTES = 8 * 1024
+MAX_HEADER_LINES = 100
+# Once answered: time to deliver the answer and read what the client still
+# sends (closing with unread bytes would reset the connection and could
+# destroy the answer before the client reads it), and how much to read.
+CLOSE_DEADLINE_SECONDS = 2.0
+MAX_DRAIN_BYTES = 256 * 1024
+# The connection cap is min(MAX_CONNECTIONS, soft RLIMIT_NOFILE - FD_RESERVE).
+# 4096, not 1024: a slowloris larger than the cap turns into a loop of drops
+# and reconnects as fast as the attacker can (benchmarks/serve_slowloris.py,
+# 2,000 connections: with a cap of 960, 7,600-15,000 drops/s and 0.4-0.8 core,
+# /health still answered within 0.3 s; with 4096, 950/s and 0.07 core), while
+# below the cap each slow client costs one accept and one close per
+# HEAD_DEADLINE_SECONDS. A connection waiting for its head costs about 1.2 KiB
+# here (measured), so 4096 of them add 5 MiB.
+MAX_CONNECTIONS = 4096
+FD_RESERVE = 64  # the listener, the event loop, the probe's socket, the state file, stdio
+MIN_CONNECTIONS = 8
+# The kernel caps it at net.core.somaxconn (4096 on current kernels). A deep
+# queue keeps a check's SYN from being dropped (a 1 s retransmit) while the
+# server is busy taking in a burst of connections.
+LISTEN_BACKLOG = 4096
+ACCEPTS_PER_WAKEUP = 128  # then let the other connections have their turn
+SWEEP_GRANULARITY_SECONDS = 0.05  # deadlines are enforced this late at most
+READ_CHUNK = 16 * 1024
+
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_VERSION = re.compile(rb"HTTP/1\.[01]")
+_TEXT = "text/plain; charset=utf-8"
+_JSON = "application/json"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,55 +133,109 @@ def judge_health(results: list[CheckResult]) -> tuple[bool, str]:
     return True, f"OK {head.summary}"
 
 
+def answer_wait_seconds(config: Config) -> float:
+    """How long a request waits for a probe or a state read: its answer must
+    leave within the HTTP timeout + 1 s, and writing it takes a little."""
+    return config.http_timeout_seconds + 0.5
+
+
+class _Flight(Generic[T]):
+    """At most one call of `work` at a time, in a daemon thread of its own;
+    everyone on the event loop who asks while it runs shares its result.
+
+    A daemon thread, not an executor: a getaddrinfo that never returns blocks
+    its thread for good, and an executor's threads are joined at exit, so a
+    hung lookup would keep the process from stopping on SIGTERM. Since no
+    second call starts while one hangs, a hang costs one thread, ever.
+    """
+
+    def __init__(self, name: str, work: Callable[[], T]) -> None:
+        self._name = name
+        self._work = work
+        self._future: asyncio.Future[T] | None = None
+
+    def join(self) -> asyncio.Future[T]:
+        """The future of the call in flight, starting one if none is."""
+        if self._future is None:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[T] = loop.create_future()
+            # Raises when no thread can be started; then nothing is in flight.
+            threading.Thread(
+                target=self._run, args=(loop, future), name=self._name, daemon=True
+            ).start()
+            self._future = future
+        return self._future
+
+    def _run(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[T]) -> None:
+        value = self._work()  # total: `work` turns its own failures into a value
+        # The loop is closed when the server stopped while this call hung: nobody waits.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._finish, future, value)
+
+    def _finish(self, future: asyncio.Future[T], value: T) -> None:
+        if self._future is future:
+            self._future = None
+        if not future.done():
+            future.set_result(value)
+
+
+async def _wait(future: asyncio.Future[T], seconds: float) -> T | None:
+    """The future's result, or None after `seconds`; the future goes on either way."""
+    if not future.done():
+        await asyncio.wait((future,), timeout=seconds)
+    return future.result() if future.done() else None
+
+
 class HealthProbe:
     """Single-flight, cached health verdicts. Keeps head-block memory between probes,
     so a head that stops moving is caught here too, not only a stale one."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._lock = threading.Lock()
-        self._done = threading.Condition(self._lock)
         self._verdict: HealthVerdict | None = None
-        self._probes_done = 0  # lets a request that waited know a probe ended meanwhile
-        self._in_flight = False
         self._memory: dict[str, Any] | None = None
-        self.probes = 0  # how many times nodeos was asked: the single-flight test reads it
+        self.probes = 0  # how many times nodeos was asked: the single-flight tests read it
+        self._flight: _Flight[HealthVerdict] = _Flight("check-status health probe", self._run)
 
-    def verdict(self) -> HealthVerdict:
-        waited_since: int | None = None
-        with self._lock:
-            while True:
-                fresh = self._verdict is not None and (
-                    time.monotonic() - self._verdict.checked_at < self.config.health_cache_seconds
-                )
-                # A request that waited for the probe in flight takes its verdict,
-                # however short the cache: otherwise, with HEALTH_CACHE_SECONDS=0,
-                # 50 waiting requests would each start a probe of their own.
-                shared = waited_since is not None and self._probes_done > waited_since
-                if fresh or shared:
-                    assert self._verdict is not None
-                    return self._verdict
-                if not self._in_flight:
-                    self._in_flight = True
-                    break
-                if waited_since is None:
-                    waited_since = self._probes_done
-                self._done.wait()
+    def cached(self) -> HealthVerdict | None:
+        verdict = self._verdict
+        if verdict is not None and (
+            time.monotonic() - verdict.checked_at < self.config.health_cache_seconds
+        ):
+            return verdict
+        return None
+
+    async def current(self) -> HealthVerdict:
+        """A fresh verdict, the one of the probe in flight, or a timeout 503.
+
+        A request that waited for the probe in flight takes its verdict, however
+        short the cache: otherwise, with HEALTH_CACHE_SECONDS=0, 50 waiting
+        requests would each start a probe of their own."""
+        verdict = self.cached()
+        if verdict is not None:
+            return verdict
+        verdict = await _wait(self._flight.join(), answer_wait_seconds(self.config))
+        if verdict is not None:
+            return verdict
+        timeout = self.config.http_timeout_seconds
+        return HealthVerdict(
+            False, f"timeout after {timeout:g}s (probe still running)\n", time.monotonic()
+        )
+
+    def _run(self) -> HealthVerdict:
+        # In the probe thread; only one runs at a time, so _memory needs no lock.
         try:
             verdict = self._probe()
-        except Exception as error:  # a bug must not leave waiters hanging
+        except Exception as error:  # a bug must not leave waiters without an answer
             verdict = HealthVerdict(
-                False, f"UNKNOWN health probe failed: {type(error).__name__}", time.monotonic()
+                False, f"UNKNOWN health probe failed: {type(error).__name__}\n", time.monotonic()
             )
-        with self._lock:
-            self._verdict = verdict
-            self._probes_done += 1
-            self._in_flight = False
-            self._done.notify_all()
+        self._verdict = verdict
         return verdict
 
     def _probe(self) -> HealthVerdict:
         self.probes += 1
+        _resolve_first(self.config.nodeos_url)
         info = fetch_chain_info(self.config.nodeos_url, self.config.http_timeout_seconds)
         now = utc_now()
         head, self._memory = judge_head_block(info, self._memory, now, self.config)
@@ -118,71 +246,417 @@ class HealthProbe:
         return HealthVerdict(healthy, f"{text}\n", time.monotonic())
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: HealthServer
-    server_version = "check-status"
-    sys_version = ""
-    # A client that opens a connection and sends nothing must not hold a thread forever.
-    timeout = 10
+def _resolve_first(url: str) -> None:
+    """Look the nodeos host up here, in the probe thread, with no deadline.
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # a health check every 2 s from each balancer would flood the journal
-
-    def do_HEAD(self) -> None:
-        self._route(send_body=False)
-
-    def do_GET(self) -> None:
-        self._route(send_body=True)
-
-    def _bad_method(self) -> None:
-        self._reply(400, "text/plain", b"only GET and HEAD are served\n", True)
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _bad_method
-
-    def __getattr__(self, name: str) -> Any:
-        # Any other method (TRACE, PROPFIND, FOO) is a bad request too, not a 501.
-        if name.startswith("do_"):
-            return self._bad_method
-        raise AttributeError(name)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        # What the standard library refuses before we see the request (a 70 kB
-        # path: 414, too many headers: 431, HTTP/2.0: 505) is a bad request.
-        super().send_error(400 if code != 404 else code, message, explain)
-
-    def _route(self, send_body: bool) -> None:
-        path = urlsplit(self.path).path
-        if path == "/health":
-            verdict = self.server.health.verdict()
-            status = 200 if verdict.healthy else 503
-            self._reply(status, "text/plain; charset=utf-8", verdict.text.encode(), send_body)
-        elif path == "/status":
-            body = json.dumps(self.server.status_document(), indent=1).encode() + b"\n"
-            self._reply(200, "application/json", body, send_body)
-        else:
-            self._reply(404, "text/plain", b"not found: try /health or /status\n", send_body)
-
-    def _reply(self, status: int, content_type: str, body: bytes, send_body: bool) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if send_body:
-            self.wfile.write(body)
+    The probe bounds its own lookup by running it in a thread it gives up on
+    at the timeout: right for a cron run that exits, but this process lives
+    on, and against a resolver that never answers each probe would leave one
+    more thread blocked for good. Waiting here instead, a hung lookup holds
+    the one probe thread, no other starts, and /health says the probe is
+    still running. When the lookup works, the probe's own is a second,
+    usually answered from the resolver's cache; an IP address needs neither.
+    """
+    host = urlsplit(url).hostname
+    if not host:
+        return
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return
+    # A failure is the probe's to name ("DNS lookup failed"), with its own lookup.
+    with contextlib.suppress(OSError, UnicodeError, ValueError):
+        socket.getaddrinfo(host, None, 0, socket.SOCK_STREAM)
 
 
-class HealthServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    # socketserver's default backlog is 5: a burst of checks from several
-    # balancers would overflow it, and each dropped SYN costs a 1 s retransmit.
-    request_queue_size = 128
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    content_type: str
+    body: bytes
 
-    def __init__(self, config: Config, address: tuple[str, int]) -> None:
-        super().__init__(address, _Handler)
+
+def _json_error(status: int, message: str) -> _Answer:
+    # The shape of a nodeos/patroneos error: a peer's probe reads "message"
+    # and names it (`HTTP 503 timeout after 3s ...`).
+    body = json.dumps({"code": status, "message": message}).encode() + b"\n"
+    return _Answer(status, _JSON, body)
+
+
+_NOT_FOUND = _Answer(404, "text/plain", b"not found: try /health or /status\n")
+_BAD_METHOD = _Answer(400, "text/plain", b"only GET and HEAD are served\n")
+
+
+def connection_cap() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit, and derive the cap from it:
+    systemd starts services with a soft limit of 1024 and a hard one of 524288."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+                soft = hard
+    except (ValueError, OSError):
+        return 1024 - FD_RESERVE
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(MIN_CONNECTIONS, min(MAX_CONNECTIONS, soft - FD_RESERVE))
+
+
+class _Connection:
+    """One client socket and where it is: reading its head, waiting for its
+    answer, or closing (answer being written, then what it still sends drained)."""
+
+    __slots__ = ("closed", "drained", "fd", "head", "out", "reading", "since", "sock", "writing")
+
+    def __init__(self, sock: socket.socket, now: float) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.since = now  # accepted, or (once answered) started closing
+        self.head = b""
+        self.out = memoryview(b"")
+        self.reading = False
+        self.writing = False
+        self.closed = False
+        self.drained = 0
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _parse_head(head: bytes) -> tuple[str, str]:
+    """(method, path) of a request head, or _BadRequest. The headers are only
+    counted and checked for shape: nothing here depends on them."""
+    lines = head.split(b"\n")
+    while lines and lines[0].strip(b"\r") == b"":
+        lines.pop(0)  # RFC 9112 2.2: ignore empty lines before the request line
+    if not lines:
+        raise _BadRequest(400, "empty request")
+    parts = lines[0].rstrip(b"\r").split(b" ")
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]):
+        raise _BadRequest(400, "not an HTTP request line")
+    method, target, version = parts
+    if not _VERSION.fullmatch(version):
+        raise _BadRequest(400, "only HTTP/1.0 and HTTP/1.1 are served")
+    headers = [line for line in lines[1:] if line.strip(b"\r")]
+    if len(headers) > MAX_HEADER_LINES:
+        raise _BadRequest(431, f"more than {MAX_HEADER_LINES} header lines")
+    for line in headers:
+        if b":" not in line or line[:1] in (b" ", b"\t"):
+            raise _BadRequest(400, "malformed header line")
+    try:
+        path = urlsplit(target.decode("ascii")).path
+    except (UnicodeDecodeError, ValueError):
+        raise _BadRequest(400, "malformed request target") from None
+    return method.decode("ascii"), path
+
+
+def _head_end(buffer: bytes, start: int) -> int:
+    """Index just past the blank line ending the head, or -1. Bare LF lines too."""
+    end = buffer.find(b"\r\n\r\n", start)
+    if end >= 0:
+        return end + 4
+    end = buffer.find(b"\n\n", start)
+    return end + 2 if end >= 0 else -1
+
+
+class HealthServer:
+    """`check-status serve`: a single-threaded asyncio HTTP server.
+
+    The surface of socketserver's servers, which the CLI and the tests use:
+    `serve_forever()` in some thread, `shutdown()` from another (it waits until
+    serving stopped), `server_close()`, `server_address`. The listening socket
+    is bound here, so a port in use fails at once with an OSError.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        address: tuple[str, int],
+        *,
+        max_connections: int | None = None,
+        head_deadline_seconds: float = HEAD_DEADLINE_SECONDS,
+        max_head_bytes: int = MAX_HEAD_BYTES,
+    ) -> None:
         self.config = config
         self.health = HealthProbe(config)
+        cap = connection_cap()  # raises the soft fd limit even when the cap is given
+        self.max_connections = max_connections if max_connections is not None else cap
+        self.head_deadline_seconds = head_deadline_seconds
+        self.max_head_bytes = max_head_bytes
+        self._listener = _listen(address)
+        self._listener_fd = self._listener.fileno()  # still known once the socket is closed
+        self.server_address: tuple[str, int] = self._listener.getsockname()[:2]
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_quiet)
+        self._status_flight: _Flight[_Answer] = _Flight("check-status state read", self._status)
+        # Insertion order is age order: the oldest is first, to drop or to time out.
+        self._pending: OrderedDict[_Connection, None] = OrderedDict()  # reading the head
+        self._answering: set[_Connection] = set()  # waiting for a probe or a state read
+        self._closing: OrderedDict[_Connection, None] = OrderedDict()  # writing, then draining
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        self._accepting = False
+        self._full = False  # accepting paused until a connection closes
+        self._winding_down = False
+        self._lifecycle = threading.Lock()
+        self._serving = False
+        self._shutdown_requested = False
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._loop_thread: int | None = None
+        # Counters for tests and the benchmark.
+        self.peak_connections = 0
+        self.dropped_at_cap = 0
+        self.timed_out_heads = 0
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._pending) + len(self._answering) + len(self._closing)
+
+    # --- lifecycle ----------------------------------------------------------
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Serve until shutdown() (or SIGTERM's SystemExit, or ctrl-C).
+        `poll_interval` is socketserver's; nothing polls here."""
+        loop = self._loop
+        with self._lifecycle:
+            if self._shutdown_requested or loop.is_closed():
+                return
+            self._serving = True
+            self._stopped.clear()
+        self._loop_thread = threading.get_ident()
+        try:
+            self._start_accepting()
+            loop.run_forever()
+        finally:
+            try:
+                self._wind_down()
+            finally:
+                with self._lifecycle:
+                    self._serving = False
+                self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop serve_forever() and wait until it has returned."""
+        with self._lifecycle:
+            self._shutdown_requested = True
+            serving = self._serving
+        if not serving:
+            return
+        if self._loop_thread == threading.get_ident():
+            self._loop.stop()  # called from a callback: stop at the end of this iteration
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        """Close the listening socket and the event loop (stopping serving first,
+        so that no connection is left registered with a closed loop)."""
+        if self._loop_thread != threading.get_ident():
+            self.shutdown()
+        with self._lifecycle:
+            self._shutdown_requested = True
+            serving = self._serving
+        self._listener.close()
+        if not serving and not self._loop.is_closed():
+            self._loop.close()
+
+    def __enter__(self) -> HealthServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server_close()
+
+    def _wind_down(self) -> None:
+        loop = self._loop
+        self._winding_down = True
+        self._stop_accepting()
+        for conn in [*self._pending, *self._answering, *self._closing]:
+            self._close(conn)
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks and not loop.is_running():
+            # Let the cancelled tasks finish, or asyncio complains about them on stderr.
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+    # --- accepting ----------------------------------------------------------
+
+    def _start_accepting(self) -> None:
+        if not self._accepting and not self._winding_down and self._listener.fileno() >= 0:
+            self._loop.add_reader(self._listener_fd, self._accept)
+            self._accepting = True
+
+    def _stop_accepting(self) -> None:
+        if self._accepting:
+            self._loop.remove_reader(self._listener_fd)
+            self._accepting = False
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            # Room first, then accept: the new socket is a descriptor too, and the
+            # cap holds for descriptors, not only for connections served.
+            if self.open_connections >= self.max_connections and not self._make_room():
+                # Every slot is waiting for its answer (each bounded in time): leave
+                # the newcomers in the listen queue until one closes.
+                self._stop_accepting()
+                self._full = True
+                return
+            try:
+                sock, _address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as error:
+                if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors (something else holds them): retrying at
+                    # once would spin a core, so wait a little with the queue full.
+                    self._stop_accepting()
+                    self._loop.call_later(0.1, self._start_accepting)
+                return
+            self._admit(sock)
+
+    def _admit(self, sock: socket.socket) -> None:
+        try:
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            return
+        conn = _Connection(sock, self._loop.time())
+        self._pending[conn] = None
+        self.peak_connections = max(self.peak_connections, self.open_connections)
+        self._schedule_sweep()
+        self._read(conn)
+        # A balancer's check usually arrived with the handshake: read it now, so
+        # it is answered before the rest of this batch of accepts can push it out.
+        self._on_readable(conn)
+
+    def _make_room(self) -> bool:
+        """Drop the oldest connection still sending its head, else the oldest
+        one already answered; False when every one is waiting for its answer."""
+        for queue in (self._pending, self._closing):
+            if queue:
+                self._close(next(iter(queue)))
+                self.dropped_at_cap += 1
+                return True
+        return False
+
+    # --- reading the request head -------------------------------------------
+
+    def _read(self, conn: _Connection) -> None:
+        if not conn.reading:
+            self._loop.add_reader(conn.fd, self._on_readable, conn)
+            conn.reading = True
+
+    def _stop_reading(self, conn: _Connection) -> None:
+        if conn.reading:
+            self._loop.remove_reader(conn.fd)
+            conn.reading = False
+
+    def _on_readable(self, conn: _Connection) -> None:
+        try:
+            data = conn.sock.recv(READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if conn in self._closing:  # answered: read and forget until the client hangs up
+            conn.drained += len(data)
+            if not data or conn.drained > MAX_DRAIN_BYTES:
+                self._close(conn)
+            return
+        if not data:
+            self._close(conn)  # hung up before finishing its request
+            return
+        start = max(0, len(conn.head) - 3)
+        conn.head += data
+        end = _head_end(conn.head, start)
+        if end < 0 and len(conn.head) <= self.max_head_bytes:
+            return
+        self._pending.pop(conn, None)
+        self._answering.add(conn)
+        self._stop_reading(conn)
+        if end < 0 or end > self.max_head_bytes:
+            if b"\n" in conn.head[: self.max_head_bytes]:
+                self._bad_request(
+                    conn, 431, f"request head larger than {self.max_head_bytes} bytes"
+                )
+            else:  # http.server's 414, which this server has always answered as 400
+                self._bad_request(
+                    conn, 400, f"request line longer than {self.max_head_bytes} bytes"
+                )
+            return
+        try:
+            method, path = _parse_head(conn.head[:end])
+        except _BadRequest as error:
+            self._bad_request(conn, error.status, error.reason)
+            return
+        conn.head = b""
+        self._route(conn, method, path)
+
+    def _bad_request(self, conn: _Connection, status: int, reason: str) -> None:
+        self._respond(conn, _Answer(status, "text/plain", f"bad request: {reason}\n".encode()))
+
+    # --- answering ----------------------------------------------------------
+
+    def _route(self, conn: _Connection, method: str, path: str) -> None:
+        if method not in ("GET", "HEAD"):
+            self._respond(conn, _BAD_METHOD)
+            return
+        send_body = method == "GET"
+        if path == "/health":
+            verdict = self.health.cached()
+            if verdict is not None:  # the common case under a balancer: no task needed
+                self._respond(conn, _health_answer(verdict), send_body)
+                return
+            self._spawn(self._answer_health(conn, send_body))
+        elif path == "/status":
+            self._spawn(self._answer_status(conn, send_body))
+        else:
+            self._respond(conn, _NOT_FOUND, send_body)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_health(self, conn: _Connection, send_body: bool) -> None:
+        try:
+            verdict = await self.health.current()
+        except Exception as error:  # a bug: answer it as the old server did, no traceback
+            verdict = HealthVerdict(
+                False, f"UNKNOWN health probe failed: {type(error).__name__}\n", time.monotonic()
+            )
+        self._respond(conn, _health_answer(verdict), send_body)
+
+    async def _answer_status(self, conn: _Connection, send_body: bool) -> None:
+        answer: _Answer | None
+        try:
+            answer = await _wait(self._status_flight.join(), answer_wait_seconds(self.config))
+        except Exception as error:
+            answer = _json_error(503, f"status page failed: {type(error).__name__}")
+        if answer is None:
+            timeout = self.config.http_timeout_seconds
+            answer = _json_error(503, f"timeout after {timeout:g}s (state file read still running)")
+        self._respond(conn, answer, send_body)
+
+    def _status(self) -> _Answer:
+        # In the state-read thread: reading, building and encoding the page.
+        try:
+            body = json.dumps(self.status_document(), indent=1).encode() + b"\n"
+        except Exception as error:
+            return _json_error(503, f"status page failed: {type(error).__name__}")
+        return _Answer(200, _JSON, body)
 
     def status_document(self) -> dict[str, Any]:
         from check_status import status_view
@@ -197,8 +671,134 @@ class HealthServer(ThreadingHTTPServer):
             document["problem"] = problem
         return document
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that hangs up mid-answer is not worth a traceback
+    # --- writing and closing --------------------------------------------------
+
+    def _respond(self, conn: _Connection, answer: _Answer, send_body: bool = True) -> None:
+        if conn.closed:
+            return
+        head = (
+            f"HTTP/1.0 {answer.status} {HTTPStatus(answer.status).phrase}\r\n"
+            "Server: check-status\r\n"
+            f"Date: {formatdate(usegmt=True)}\r\n"
+            f"Content-Type: {answer.content_type}\r\n"
+            f"Content-Length: {len(answer.body)}\r\n"
+            "Cache-Control: no-store\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode("ascii")
+        self._answering.discard(conn)
+        self._pending.pop(conn, None)
+        conn.since = self._loop.time()
+        self._closing[conn] = None
+        conn.out = memoryview(head + answer.body if send_body else head)
+        self._write(conn)
+        self._schedule_sweep()
+
+    def _write(self, conn: _Connection) -> None:
+        try:
+            sent = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close(conn)
+            return
+        conn.out = conn.out[sent:]
+        if conn.out:
+            if not conn.writing:
+                self._loop.add_writer(conn.fd, self._write, conn)
+                conn.writing = True
+            return
+        if conn.writing:
+            self._loop.remove_writer(conn.fd)
+            conn.writing = False
+        # Half-close, then drain until the client hangs up (it does on our FIN).
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        self._read(conn)
+
+    def _close(self, conn: _Connection) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self._stop_reading(conn)
+        if conn.writing:
+            self._loop.remove_writer(conn.fd)
+            conn.writing = False
+        self._pending.pop(conn, None)
+        self._answering.discard(conn)
+        self._closing.pop(conn, None)
+        conn.sock.close()
+        if self._full:
+            self._full = False
+            self._start_accepting()
+
+    # --- deadlines ------------------------------------------------------------
+
+    def _schedule_sweep(self) -> None:
+        """One timer for every deadline: both queues are in age order, so the
+        next deadline is that of the oldest entry of one of them."""
+        due = []
+        if self._pending:
+            due.append(next(iter(self._pending)).since + self.head_deadline_seconds)
+        if self._closing:
+            due.append(next(iter(self._closing)).since + CLOSE_DEADLINE_SECONDS)
+        if not due:
+            return
+        when = max(min(due), self._loop.time() + SWEEP_GRANULARITY_SECONDS)
+        handle = self._sweep_handle
+        if handle is not None:
+            if handle.when() <= when:
+                return
+            handle.cancel()
+        self._sweep_handle = self._loop.call_at(when, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweep_handle = None
+        now = self._loop.time()
+        while self._pending:
+            conn = next(iter(self._pending))
+            if conn.since + self.head_deadline_seconds > now:
+                break
+            self.timed_out_heads += 1
+            self._close(conn)
+        while self._closing:
+            conn = next(iter(self._closing))
+            if conn.since + CLOSE_DEADLINE_SECONDS > now:
+                break
+            self._close(conn)
+        self._schedule_sweep()
+
+
+def _health_answer(verdict: HealthVerdict) -> _Answer:
+    return _Answer(200 if verdict.healthy else 503, _TEXT, verdict.text.encode())
+
+
+def _listen(address: tuple[str, int]) -> socket.socket:
+    host, port = address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _quiet(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio's default handler prints tracebacks. A client's misbehaviour
+    never gets here (every socket error is handled where it happens); what
+    does is a bug, said in one line, or the SystemExit of SIGTERM: nothing."""
+    error = context.get("exception")
+    if isinstance(error, SystemExit | KeyboardInterrupt | asyncio.CancelledError | OSError):
+        return
+    what = f"{type(error).__name__}" if error is not None else "no exception"
+    print(f"check-status serve: internal error: {context.get('message')} ({what})", file=sys.stderr)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
