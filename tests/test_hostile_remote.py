@@ -16,6 +16,7 @@ import resource
 import subprocess
 import sys
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -368,3 +369,27 @@ def test_a_dns_lookup_that_never_answers_is_a_timeout(write_env, twilio, hung_dn
     assert "nodeos: timeout after 2s (DNS lookup) (nodeos.hang.example:8888)" in done.stdout
     assert len(twilio.messages) == 1  # Twilio is on loopback: no lookup needed
     assert_clean(done)
+
+
+def test_a_peers_status_is_neither_stored_whole_nor_repeated(write_env, nodeos, state_file):
+    """A peer's status string was once stored whole in the state, every minute."""
+    now = datetime.now(UTC)
+    at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    document = {
+        "time": at,
+        "last_run": {"at": at, "status": "OK \x1b[2J" + "A" * 500_000},
+        "last_scheduled_run": {"at": at},
+        "checks": {"x" * 100_000: {"summary": "\ud800" * 10_000}},
+    }
+    body = json.dumps(document).encode()
+    with HostileServer(answer(body)) as peer:
+        env_file = write_env(NODEOS_URL=nodeos.url, PEERS=f"eu1={peer.url}")
+        done = run(env_file)
+        verbose = run(env_file, "run", "-v", "--dry-run")
+    assert done.returncode == 0, done.stdout
+    assert "peer:eu1: " not in done.stdout  # healthy: not a problem
+    assert "checker ran 0s ago (?)" in verbose.stdout  # its words are not repeated
+    assert state_file.stat().st_size < 16 * 1024
+    assert "AAAA" not in state_file.read_text()
+    assert_clean(done)
+    assert_clean(verbose)
