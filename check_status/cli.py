@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from check_status.alerting.rules import AlertState
 
 # cron starts a run every minute: a run must never outlive its slot. A run is
-# killed once it outlasts runner.worst_case_seconds (40 s at most); a silence
-# edit waits for the lock at most this long.
+# killed once it outlasts runner.worst_case_seconds (40 s at most, never more
+# than this); a silence edit waits for the lock this long and 5 s more.
 RUN_DEADLINE_SECONDS = 50
 _run_bound_seconds = RUN_DEADLINE_SECONDS
 
@@ -189,7 +189,7 @@ def run_command(
     """One run: check, remember, text, report (what cron calls every minute)."""
     from check_status import output
     from check_status.runner import run_once, worst_case_seconds
-    from check_status.state import LockBusy, LockUnavailable, run_lock
+    from check_status.state import LockBusy, LockUnavailable, fallback_dir, run_lock
 
     env_file, verbose, as_json = _merge(ctx, env_file, verbose, as_json)
     config = load_config(env_file)
@@ -206,7 +206,8 @@ def run_command(
         with run_lock(
             config.lock_file,
             now,
-            fallback=config.state_fallback_dir,
+            # The same directory StateStore falls back to, by default too.
+            fallback=str(fallback_dir(config.state_fallback_dir)),
             state_file=config.state_file,
         ) as lock_note:
             report = run_once(
@@ -263,7 +264,7 @@ def _edit_silences(
 ) -> AlertState:
     """Change the silences in the state file under the run lock, waiting out a running run."""
     from check_status.alerting.rules import alert_state_from_json, alert_state_to_json
-    from check_status.state import LockBusy, LockUnavailable, StateStore, run_lock
+    from check_status.state import LockBusy, LockUnavailable, StateStore, fallback_dir, run_lock
 
     now = utc_now()
     try:
@@ -271,7 +272,8 @@ def _edit_silences(
             config.lock_file,
             now,
             wait_seconds=RUN_DEADLINE_SECONDS + 5,
-            fallback=config.state_fallback_dir,
+            # The same directory StateStore falls back to, by default too.
+            fallback=str(fallback_dir(config.state_fallback_dir)),
             state_file=config.state_file,
         ):
             # The same store as the runs: a silence set while the state file is

@@ -233,8 +233,12 @@ def deliver(
             kinds = {"recipient": "failed", "unknown": "refused", "config": "held"}
             result = kinds.get(answer.kind, "pending")
             return Outcome(recipient, result, bodies[recipient], answer.reason)
-        # the run's deadline passed first: still queued, retried next run
-        return Outcome(recipient, "pending", bodies[recipient], "no answer from Twilio in time")
+        # No answer by the deadline, or the client failed before sending (send_sms
+        # itself turns every failure after an answer into a NotifyError): still
+        # queued, retried next run.
+        words = getattr(answer, "reason", "")
+        detail = words if words.startswith("probe failed") else "no answer from Twilio in time"
+        return Outcome(recipient, "pending", bodies[recipient], detail)
 
     def answered(recipient: str, answer: Any) -> None:
         if on_outcome is not None:

@@ -35,9 +35,13 @@ _UNSAFE = re.compile(
 )
 
 # An error name: one word of letters, digits and underscores, starting with a
-# letter. No run of five digits, so a phone number cannot pass as a "name".
-_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
-_DIGIT_RUN = re.compile(r"\d{5}")
+# letter, as nodeos and proxies name errors (unknown_block_exception,
+# tx_cpu_usage_exceeded, NODEOS_UNREACHABLE). At most 4 digits, so it cannot
+# carry a phone number, and at most 5 parts, so it cannot carry a sentence
+# (visit_evil_example_com_to_fix).
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+MAX_DIGITS = 4
+MAX_PARTS = 5
 
 
 def clean(text: Any, limit: int = REMOTE_TEXT_LIMIT) -> str:
@@ -65,7 +69,8 @@ def identifying_word(text: Any) -> str | None:
     if not isinstance(text, str):
         return None
     word = text.strip()
-    if _IDENTIFIER.fullmatch(word) and not _DIGIT_RUN.search(word):
+    digits = sum(c.isdigit() for c in word)
+    if _IDENTIFIER.fullmatch(word) and digits <= MAX_DIGITS and word.count("_") < MAX_PARTS:
         return word
     return None
 

@@ -60,9 +60,10 @@ def empty_state() -> dict[str, Any]:
 # failing and flapping, each with an open incident told to 5 phones, with
 # 60-character summaries, take 34 KB (39 KB with 100 characters, 37 KB with
 # 3 texts queued per phone: tests/test_state_bounds.py). A bigger file was
-# written by something else, or by a version without this bound. Loading never reads past it, and saving
-# shrinks the state to fit (see `serialise`), so every cron run reads and
-# writes a small file, whatever nodeos logged or a peer sent.
+# written by something else, or by a version without this bound: loading reads
+# at most MAX_READ_BYTES, and saving shrinks the state to fit (see `serialise`),
+# so every cron run reads and writes a small file, whatever nodeos logged or a
+# peer sent.
 MAX_STATE_BYTES = 64 * 1024
 
 
@@ -102,12 +103,22 @@ def _not_a_file_problem(path: str, kind: str) -> str:
     return f"state file {path} is {kind}, not a regular file: set STATE_FILE to a file path"
 
 
+# What is read, at most. A state written before MAX_STATE_BYTES existed (with
+# 1,000-character strings and the whole fatal log line) may be larger: it is
+# read once, and its next save shrinks it within MAX_STATE_BYTES, so upgrading
+# loses no open incident (which would text problems again and recoveries never).
+# Anything larger is no state of ours and is never read whole.
+MAX_READ_BYTES = 1024 * 1024
+
+
 def _too_big(size: int) -> str:
-    return f"{size} bytes, over the limit of {MAX_STATE_BYTES}"
+    return f"{size} bytes, over the limit of {MAX_STATE_BYTES} (and of {MAX_READ_BYTES} to read)"
 
 
-def _read_bounded(path: str | Path, *, follow: bool = True) -> tuple[bytes, os.stat_result] | None:
-    """The bytes of the regular file at `path`, at most MAX_STATE_BYTES; None if missing.
+def _read_bounded(
+    path: str | Path, *, follow: bool = True, limit: int = MAX_READ_BYTES
+) -> tuple[bytes, os.stat_result] | None:
+    """The bytes of the regular file at `path`, at most `limit`; None if missing.
 
     Raises _NotAFile for a FIFO, device or socket, without opening a device
     (opening some has effects: a watchdog starts counting) and without ever
@@ -138,13 +149,13 @@ def _read_bounded(path: str | Path, *, follow: bool = True) -> tuple[bytes, os.s
             raise _NotAFile(kind)
         if stat.S_ISDIR(info.st_mode):
             raise _Unusable("a directory")
-        if info.st_size > MAX_STATE_BYTES:
+        if info.st_size > limit:
             raise _Unusable(_too_big(info.st_size))
         try:
-            data = _read_at_most(fd, MAX_STATE_BYTES + 1)
+            data = _read_at_most(fd, limit + 1)
         except OSError as error:
             raise _Unusable(f"unreadable ({error.strerror or error})") from None
-        if len(data) > MAX_STATE_BYTES:  # it grew between the fstat and the read
+        if len(data) > limit:  # it grew between the fstat and the read
             raise _Unusable(_too_big(len(data)))
         return data, info
     finally:
@@ -305,7 +316,7 @@ def reserve_size(payload_bytes: int) -> int:
 # free text is shortened, as an SMS shortens it anyway.
 
 # The keys whose values are free text (summaries, reasons, the log line).
-_FREE_TEXT = frozenset({"summary", "last_problem", "reason", "fatal_line", "detail"})
+_FREE_TEXT = frozenset({"summary", "last_problem", "reason", "fatal_line"})
 
 
 def _alert_records(state: dict[str, Any]) -> dict[str, Any]:
@@ -691,7 +702,8 @@ class StateStore:
     def _read_copy(self) -> dict[str, Any] | None:
         """The copy, if it is a regular file of ours within MAX_STATE_BYTES; never blocks."""
         try:
-            read = _read_bounded(self.copy, follow=False)
+            # Only this version writes the copy, always within MAX_STATE_BYTES.
+            read = _read_bounded(self.copy, follow=False, limit=MAX_STATE_BYTES)
         except (_NotAFile, _Unusable):
             return None
         if read is None:

@@ -154,8 +154,10 @@ def gzip_of_zeros(size: int) -> bytes:
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=9) as compressor:
         block = b"\0" * (1024 * 1024)
-        for _ in range(size // len(block)):
+        whole, rest = divmod(size, len(block))
+        for _ in range(whole):
             compressor.write(block)
+        compressor.write(block[:rest])
     return buffer.getvalue()
 
 

@@ -16,14 +16,13 @@ from check_status.checks.nodeos_log import (
     FATAL_SIGNS,
     SPARE_RUNS,
     fatal_hold_seconds,
-    find_fatal_line,
     judge_nodeos_log,
 )
 from check_status.checks.state_db import judge_state_db
 from check_status.config import load_config
 from check_status.model import ProbeFailure, Status, human_bytes, human_duration, worst
 from check_status.probes.disk import DiskUsage
-from check_status.probes.log import LogChunk, LogPosition
+from check_status.probes.log import LogChunk, LogPosition, fatal_in
 from check_status.probes.nodeos import ChainInfo, DbSize, DbSizeNotEnabled
 
 CONFIG = load_config({})
@@ -360,7 +359,7 @@ def test_every_fatal_sign_has_a_line_here() -> None:
 @pytest.mark.parametrize("fatal", FATAL_LINES)
 def test_find_fatal_line_finds_each_sign(fatal: str) -> None:
     lines = ("info  2024-05-01T11:59:59.500 nodeos producer_plugin ] Received block", fatal)
-    assert find_fatal_line(lines) == fatal
+    assert last_fatal_line(lines) == fatal
 
 
 @pytest.mark.parametrize(
@@ -374,11 +373,19 @@ def test_find_fatal_line_finds_each_sign(fatal: str) -> None:
     ],
 )
 def test_find_fatal_line(lines: tuple[str, ...], expected: str | None) -> None:
-    assert find_fatal_line(lines) == expected
+    assert last_fatal_line(lines) == expected
+
+
+def last_fatal_line(lines: tuple[str, ...]) -> str | None:
+    """What the probe keeps of these lines: the last one showing a fatal sign, cleaned."""
+    found = [f for f in map(fatal_in, lines) if f is not None]
+    return found[-1].text if found else None
 
 
 def chunk(*lines: str, notes: tuple[str, ...] = ()) -> LogChunk:
-    return LogChunk(tuple(lines), POSITION, notes)
+    """The chunk the probe gives for a log that gained these lines."""
+    found = [f for f in map(fatal_in, lines) if f is not None]
+    return LogChunk(POSITION, notes, len(lines), found[-1] if found else None)
 
 
 @pytest.mark.parametrize("fatal", FATAL_LINES)

@@ -306,27 +306,27 @@ NODEOS_FAULTS = [
     pytest.param(
         raw(head_block_num=-5),
         "nodeos",
-        "bad get_info: head_block_num is out of range: -5",
+        "bad get_info: head_block_num is out of range",
         id="negative",
     ),
     pytest.param(
         raw(last_irreversible_block_num=-1),
         "nodeos",
-        "bad get_info: last_irreversible_block_num is out of range: -1",
+        "bad get_info: last_irreversible_block_num is out of range",
         id="negative-lib",
     ),
     pytest.param(
         raw(head_block_num=10**30),
         "nodeos",
-        f"bad get_info: head_block_num is out of range: {10**30}",
+        "bad get_info: head_block_num is out of range",
         id="absurd",
     ),
     pytest.param(
         # Named "not a number" rather than "out of range": the string form is capped at
-        # 20 digits before it is read. Clear enough: it names the field and the value.
+        # 20 digits before it is read. The value itself is only in -v: it may be texted.
         raw(head_block_num=str(10**30)),
         "nodeos",
-        f"bad get_info: head_block_num is not a number: '{10**30}'",
+        "bad get_info: head_block_num is not a number",
         id="absurd-as-string",
     ),
     pytest.param(

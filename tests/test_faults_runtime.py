@@ -30,7 +30,8 @@ from check_status.alerting.rules import alert_state_from_json
 from check_status.config import load
 from check_status.runner import run_once
 from check_status.state import SCHEMA_VERSION, load_state
-from tests.standins import TwilioStandIn, free_port
+from tests.conftest import remount
+from tests.standins import NodeosStandIn, TwilioStandIn, free_port
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "f00dfeedf00dfeedf00dfeedf00dfeed"
@@ -502,3 +503,40 @@ def test_twenty_concurrent_runs_one_proceeds(write_env, nodeos, state_file):
     assert code == 3
     assert out.startswith(f"CHECK-STATUS UNKNOWN - another check-status run holds {lock} ")
     assert seconds < 1, seconds
+
+
+def test_a_read_only_state_filesystem_with_no_lock_yet_still_locks_by_default(
+    tmpfs: Path, nodeos: NodeosStandIn, tmp_path: Path
+):
+    """With STATE_FALLBACK_DIR left at its default, the lock too goes to the
+    default fallback directory (/run/check-status as root) when the state's
+    filesystem is read-only and holds no lock file yet: the run may text."""
+    from check_status.state import _file_name_of, fallback_dir
+
+    state = tmpfs / "state.json"
+    remount(tmpfs, "ro")
+    spare_lock = fallback_dir(None) / _file_name_of(str(state) + ".lock")
+    spare_copy = fallback_dir(None) / _file_name_of(str(state))
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "STATE_FILE": str(state),
+        "NODEOS_URL": nodeos.url,
+        "DISK_PATHS": str(tmp_path),
+    }
+    try:
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("check-status")), "run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        locked_there = spare_lock.exists()
+    finally:
+        for leftover in (spare_lock, spare_copy):
+            leftover.unlink(missing_ok=True)
+    assert done.returncode == 1, done.stdout  # WARNING: state only in the copy
+    assert "cannot open the run lock" not in done.stdout
+    assert f"locked {spare_lock}" in done.stdout
+    assert locked_there

@@ -393,3 +393,91 @@ def test_a_peers_status_is_neither_stored_whole_nor_repeated(write_env, nodeos, 
     assert "AAAA" not in state_file.read_text()
     assert_clean(done)
     assert_clean(verbose)
+
+
+def twilio_answer(status: str, head: str, body: bytes, *, then: float = 0.0):
+    """A Twilio-like answer: this status line and headers, this body, then (optionally)
+    a wait before closing. `head` is the header block without Content-Length."""
+
+    def behaviour(conn, stop) -> None:
+        conn.sendall(f"HTTP/1.1 {status}\r\n{head}\r\n".encode() + body)
+        stop.wait(then)
+
+    return behaviour
+
+
+ACCEPTED_BUT_UNREADABLE = {
+    # Content-Length promises more than comes: the connection closes mid-body.
+    "cut-short": twilio_answer(
+        "201 Created", "Content-Type: application/json\r\nContent-Length: 5000\r\n", b'{"sid": "SM'
+    ),
+    # gzip said, not sent.
+    "bad-gzip": twilio_answer(
+        "201 Created",
+        "Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: 12\r\n",
+        b"not gzip at all"[:12],
+        then=1,
+    ),
+    # The body drips past the timeout.
+    "dripping-body": lambda conn, stop: (
+        conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 400\r\n\r\n"),
+        drip(b"{" * 400, every=0.1)(conn, stop),
+    ),
+    # A message id that is not one: 1,000 characters and an escape.
+    "huge-sid": answer(
+        json.dumps({"sid": "\x1b]52;c;x\x07" + "A" * 1000, "status": "queued"}).encode(),
+        "201 Created",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "behaviour", ACCEPTED_BUT_UNREADABLE.values(), ids=ACCEPTED_BUT_UNREADABLE.keys()
+)
+def test_a_twilio_acceptance_whose_body_cannot_be_read_is_still_sent(write_env, nodeos, behaviour):
+    """A 201 is an acceptance however its body ends: counting it as unsent would
+    text the operator again next run."""
+    nodeos.mode = "patroneos"
+    with HostileServer(behaviour) as twilio:
+        env_file = write_env(NODEOS_URL=nodeos.url, TWILIO_API_BASE_URL=twilio.url, **SMS_KEYS)
+        done = run(env_file, "run", "-v")
+        again = run(env_file, "run", "-v")
+        tries = twilio.connections
+    assert done.returncode == 2
+    assert "SMS sent to 1 of 1" in done.stdout, done.stdout
+    assert tries == 1, again.stdout  # the second run sent nothing: no second text
+    assert "AAAA" not in done.stdout  # a message id that is not one is not kept
+    assert_clean(done)
+
+
+def test_a_value_in_a_bad_get_info_never_reaches_a_phone(write_env, twilio, nodeos_ok):
+    lure = get_info_with(head_block_num="CALL +1 900 555 0199 NOW")
+    with HostileServer(lure) as endpoint:
+        env_file = write_env(
+            NODEOS_URL=nodeos_ok.url,
+            ENDPOINTS=endpoint.url,
+            TWILIO_API_BASE_URL=twilio.url,
+            **SMS_KEYS,
+        )
+        done = run(env_file)
+    [message] = twilio.messages
+    assert "bad get_info: head_block_num is not a number" in message["body"]
+    assert "900" not in message["body"] and "900" not in done.stdout
+
+
+def test_a_host_name_the_resolver_cannot_take_is_named_without_a_traceback(write_env):
+    env_file = write_env(NODEOS_URL="http://node..example.com:8888", HTTP_TIMEOUT_SECONDS=2)
+    done = run(env_file)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "nodeos: bad host name (node..example.com:8888)" in done.stdout
+    assert done.stderr == ""
+    assert_clean(done)
+
+
+def test_an_interim_answer_before_nothing_is_not_a_good_ping(write_env, nodeos):
+    """`103 Early Hints` and then a close: http.client returns the 103; it is no 2xx."""
+    early = twilio_answer("103 Early Hints", "Link: </x>; rel=preload\r\n", b"")
+    with HostileServer(early) as heartbeat:
+        env_file = write_env(NODEOS_URL=nodeos.url, HEARTBEAT_URL=heartbeat.url + "/ping/abc")
+        done = run(env_file, "run", "-v")
+    assert "heartbeat to 127.0.0.1" in done.stdout and "failed: HTTP 103" in done.stdout

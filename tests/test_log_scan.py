@@ -27,6 +27,7 @@ from check_status.probes.log import (
     READ_CHUNK_BYTES,
     LogChunk,
     LogPosition,
+    fatal_in,
     read_new_lines,
 )
 from check_status.remote_text import LOG_LINE_LIMIT, MARK
@@ -111,7 +112,7 @@ def test_a_fatal_line_followed_by_64_mib_in_a_minute_is_found(tmp_path: Path) ->
         handle.write(FATAL + "\n")
     lines = 1 + append_lines(log, 64 * MIB)
     chunks, peak, rss = measured(lambda: scan_to_the_end(log, position))
-    found = [c.fatal_line for c in chunks if c.fatal_line]
+    found = [c.fatal for c in chunks if c.fatal]
     assert [(f.sign, f.text) for f in found] == [("bad_alloc", FATAL)]
     assert sum(c.line_count for c in chunks) == lines  # every line scanned, once
     assert not any("skipped" in note for c in chunks for note in c.notes)
@@ -161,7 +162,7 @@ def test_a_sign_cut_by_a_read_boundary_is_found(
     with log.open("ab") as handle:
         handle.write(b"z" * (head - 1) + b"\n" + line + b"bad_alloc after the boundary\n")
     chunks = scan_to_the_end(log, position)
-    found = [c.fatal_line for c in chunks if c.fatal_line]
+    found = [c.fatal for c in chunks if c.fatal]
     assert len(found) == 1 and found[0].sign == "bad_alloc"
     assert "std::bad_alloc after the boundary" in found[0].text
     assert len(found[0].text) <= LOG_LINE_LIMIT
@@ -174,14 +175,14 @@ def test_a_3_mib_line_without_a_newline_is_scanned_in_pieces(tmp_path: Path) -> 
     with log.open("a") as handle:
         handle.write("error std::bad_alloc " + "x" * (3 * MIB))  # and nodeos died
     chunk, peak, _rss = measured(lambda: scan(log, position))
-    assert chunk.fatal_line is not None
-    assert chunk.fatal_line.text.startswith("error std::bad_alloc xxx")
-    assert len(chunk.fatal_line.text) == LOG_LINE_LIMIT
+    assert chunk.fatal is not None
+    assert chunk.fatal.text.startswith("error std::bad_alloc xxx")
+    assert len(chunk.fatal.text) == LOG_LINE_LIMIT
     assert peak < MAX_SCAN_ALLOCATION, peak
     # Consumed (but for the last few bytes): it is never scanned again in full.
     assert log.stat().st_size - chunk.position.offset < 100
     again = scan(log, chunk.position)
-    assert again.fatal_line is None
+    assert again.fatal is None
 
 
 def test_a_sign_at_the_end_of_a_3_mib_line_is_kept_in_view(tmp_path: Path) -> None:
@@ -191,7 +192,7 @@ def test_a_sign_at_the_end_of_a_3_mib_line_is_kept_in_view(tmp_path: Path) -> No
     with log.open("a") as handle:
         handle.write("error " + "x" * (3 * MIB) + " std::bad_alloc at the end\n")
     chunks = scan_to_the_end(log, position)
-    found = [c.fatal_line for c in chunks if c.fatal_line]
+    found = [c.fatal for c in chunks if c.fatal]
     assert len(found) == 1
     assert found[0].text.startswith("...")
     assert found[0].text.endswith("std::bad_alloc at the end")
@@ -212,7 +213,7 @@ def test_a_scan_stopped_by_time_goes_on_next_run(tmp_path: Path, max_seconds: fl
     assert len(chunks) >= 5  # one piece a run
     assert any("left for the next run" in note for note in chunks[0].notes)
     assert sum(c.line_count for c in chunks) == lines
-    assert [c.fatal_line.text for c in chunks if c.fatal_line] == [FATAL]
+    assert [c.fatal.text for c in chunks if c.fatal] == [FATAL]
 
 
 def test_a_rotated_file_too_big_for_one_run_is_finished_before_the_new_one(
@@ -230,7 +231,7 @@ def test_a_rotated_file_too_big_for_one_run_is_finished_before_the_new_one(
     chunks = scan_to_the_end(log, position, max_seconds=0.0)
     assert chunks[0].notes == ("log rotated", f"the rest of {log}.1 next run")
     assert chunks[0].position.inode == position.inode  # still on the old file
-    found = [c.fatal_line.text for c in chunks if c.fatal_line]
+    found = [c.fatal.text for c in chunks if c.fatal]
     assert found == [f"{FATAL} in the old file", f"{FATAL} in the new file"]
     assert sum(c.line_count for c in chunks) == old_lines + 2
 
@@ -247,7 +248,7 @@ def test_a_tail_of_nul_bytes_is_not_a_line_and_the_restart_is_read(tmp_path: Pat
         handle.write(FATAL + "\n")
     os.truncate(log, log.stat().st_size + 64 * MIB)  # 64 MiB of NULs, no newline
     chunks, peak, _rss = measured(lambda: scan_to_the_end_or_stuck(log, position))
-    assert [c.fatal_line.text for c in chunks if c.fatal_line] == [FATAL]
+    assert [c.fatal.text for c in chunks if c.fatal] == [FATAL]
     assert sum(c.line_count for c in chunks) == 1  # the NULs are not a line
     assert peak < MAX_SCAN_ALLOCATION, peak
     last = chunks[-1].position
@@ -255,7 +256,7 @@ def test_a_tail_of_nul_bytes_is_not_a_line_and_the_restart_is_read(tmp_path: Pat
         handle.write(f"info restarted\n{FATAL} again\n")
     after = scan(log, last)
     assert after.line_count == 2
-    assert after.fatal_line is not None and after.fatal_line.text == f"{FATAL} again"
+    assert after.fatal is not None and after.fatal.text == f"{FATAL} again"
 
 
 def scan_to_the_end_or_stuck(path: Path, position: LogPosition) -> list[LogChunk]:
@@ -277,7 +278,7 @@ def test_nuls_in_a_fatal_line_are_one_mark(tmp_path: Path) -> None:
     with log.open("ab") as handle:
         handle.write(b"\0" * 100_000 + FATAL.encode() + b"\0\0\0 tail\n")
     chunks = scan_to_the_end(log, position)
-    (found,) = [c.fatal_line for c in chunks if c.fatal_line]
+    (found,) = [c.fatal for c in chunks if c.fatal]
     assert "\0" not in found.text
     assert MARK * 2 not in found.text
     assert found.text.endswith(f"std::bad_alloc{MARK} tail")
@@ -318,7 +319,7 @@ def test_a_log_path_that_is_not_a_file_is_a_probe_failure_at_once(
 
 
 def chunk_with(line: str) -> LogChunk:
-    return LogChunk((line,), LogPosition(1, 100, "f"))
+    return LogChunk(LogPosition(1, 100, "f"), (), 1, fatal_in(line))
 
 
 def test_the_summary_names_the_sign_and_the_line_goes_to_detail() -> None:
@@ -332,7 +333,7 @@ def test_the_summary_names_the_sign_and_the_line_goes_to_detail() -> None:
     assert len(memory["fatal_line"]) <= LOG_LINE_LIMIT
     # Held a minute later, from memory alone: still the sign only.
     later, _ = judge_nodeos_log(
-        LogChunk((), LogPosition(1, 100, "f")), memory, NOW + timedelta(minutes=1)
+        LogChunk(LogPosition(1, 100, "f")), memory, NOW + timedelta(minutes=1)
     )
     assert later.summary == "fatal line 1m ago: bad_alloc"
     assert later.detail == result.detail
@@ -344,13 +345,13 @@ def test_a_remembered_line_from_an_older_state_is_cleaned_and_its_sign_found() -
         "fatal_at": "2026-11-26T06:46:00Z",
         "fatal_sign": "call +1 900 555 0100",  # not one of ours: never texted
     }
-    result, kept = judge_nodeos_log(LogChunk((), LogPosition(1, 1, "f")), memory, NOW)
+    result, kept = judge_nodeos_log(LogChunk(LogPosition(1, 1, "f")), memory, NOW)
     assert result.status is Status.CRITICAL
     assert result.summary == "fatal line 1m ago"  # the sign was cut off with the line
     assert "900" not in result.summary
     assert len(kept["fatal_line"]) <= LOG_LINE_LIMIT and "\x1b" not in kept["fatal_line"]
     memory["fatal_line"] = "error ... std::bad_alloc"
-    result, _ = judge_nodeos_log(LogChunk((), LogPosition(1, 1, "f")), memory, NOW)
+    result, _ = judge_nodeos_log(LogChunk(LogPosition(1, 1, "f")), memory, NOW)
     assert result.summary == "fatal line 1m ago: bad_alloc"
 
 

@@ -303,6 +303,19 @@ def test_parse_db_size_bad(body: Any, fragment: str) -> None:
             "call +1 900 555 0100 now",
         ),
         ({"message": "call19005550100"}, 503, "Service Unavailable", "call19005550100"),
+        ({"message": "CALL_1_900_555_0199"}, 503, "Service Unavailable", "CALL_1_900_555_0199"),
+        (
+            {"message": "visit_evil_example_com_to_fix"},
+            503,
+            "Service Unavailable",
+            "visit_evil_example_com_to_fix",
+        ),
+        (
+            {"error": {"name": "eosio_assert_message_exception", "what": "assertion failure"}},
+            500,
+            "eosio_assert_message_exception",
+            "assertion failure",
+        ),
     ],
 )
 def test_describe_error_body(body: Any, status: int, words: str, detail: str) -> None:

@@ -193,7 +193,7 @@ def read(path: Path, position: LogPosition | None, max_bytes: int = 1 << 20) -> 
 
 
 def fatal_text(chunk: LogChunk) -> str | None:
-    return chunk.fatal_line.text if chunk.fatal_line else None
+    return chunk.fatal.text if chunk.fatal else None
 
 
 def append(path: Path, text: str) -> None:
@@ -206,7 +206,7 @@ def test_first_read_returns_nothing_and_points_at_the_end(tmp_path: Path) -> Non
     path.write_text("old line 1\nold bad_alloc line 2\n")
     chunk = read(path, None)
     assert chunk.line_count == 0
-    assert chunk.fatal_line is None  # history, not news
+    assert chunk.fatal is None  # history, not news
     assert chunk.position.offset == path.stat().st_size
     assert chunk.position.inode == path.stat().st_ino
 
@@ -216,14 +216,13 @@ def test_appended_lines_are_counted_and_scanned(tmp_path: Path) -> None:
     position = start_watching(path, f"history {FATAL}\n")
     append(path, "info one\ninfo two\n")
     chunk = read(path, position)
-    assert (chunk.line_count, chunk.fatal_line) == (2, None)
+    assert (chunk.line_count, chunk.fatal) == (2, None)
     assert chunk.notes == ()
-    assert chunk.lines == ()  # the probe keeps no lines
     append(path, f"info three\n{FATAL}\ninfo four\n")
     again = read(path, chunk.position)
     assert again.line_count == 3
-    assert again.fatal_line is not None
-    assert (again.fatal_line.sign, again.fatal_line.text) == ("bad_alloc", FATAL)
+    assert again.fatal is not None
+    assert (again.fatal.sign, again.fatal.text) == ("bad_alloc", FATAL)
 
 
 def test_nothing_new_returns_nothing(tmp_path: Path) -> None:
@@ -319,7 +318,7 @@ def test_a_fatal_sign_split_across_two_writes_is_found_once_whole(tmp_path: Path
     position = start_watching(path)
     append(path, "error std::bad_al")  # nodeos is writing the line
     chunk = read(path, position)
-    assert (chunk.line_count, chunk.fatal_line, chunk.position.offset) == (0, None, 0)
+    assert (chunk.line_count, chunk.fatal, chunk.position.offset) == (0, None, 0)
     append(path, "loc\n")
     again = read(path, chunk.position)
     assert fatal_text(again) == "error std::bad_alloc"
@@ -344,14 +343,14 @@ def test_max_bytes_stops_the_scan_and_the_next_read_goes_on(tmp_path: Path) -> N
     lines[7_000] = FATAL  # beyond the first run's budget
     append(path, "".join(line + "\n" for line in lines))
     chunk = read(path, position, max_bytes=100)  # raised to one line's cap: 64 KiB + 1
-    assert chunk.fatal_line is None
+    assert chunk.fatal is None
     assert 0 < chunk.position.offset < path.stat().st_size
     assert any("left for the next run" in note for note in chunk.notes)
     counted, found = chunk.line_count, []
     for _ in range(10):
         chunk = read(path, chunk.position, max_bytes=100)
         counted += chunk.line_count
-        found += [chunk.fatal_line] if chunk.fatal_line else []
+        found += [chunk.fatal] if chunk.fatal else []
         if chunk.position.offset == path.stat().st_size:
             break
     assert counted == len(lines)  # every line scanned once, none skipped

@@ -37,6 +37,7 @@ from check_status.alerting.rules import (
 from check_status.delivery import load_outbox
 from check_status.model import Status, format_time
 from check_status.state import (
+    MAX_READ_BYTES,
     MAX_STATE_BYTES,
     SCHEMA_VERSION,
     LockUnavailable,
@@ -275,8 +276,8 @@ def test_a_100_mb_state_file_is_not_read_whole_and_is_moved_aside_once(tmp_path:
     assert loaded.data == empty_state()
     aside = tmp_path / "state.json.corrupt-20261126T064700Z"
     assert loaded.warning == (
-        f"state file {path} was 100000000 bytes, over the limit of {MAX_STATE_BYTES};"
-        f" moved to {aside}; running as a first run"
+        f"state file {path} was 100000000 bytes, over the limit of {MAX_STATE_BYTES}"
+        f" (and of {MAX_READ_BYTES} to read); moved to {aside}; running as a first run"
     )
     assert aside.stat().st_size == 100_000_000
     assert not path.exists()
@@ -287,13 +288,14 @@ def test_a_100_mb_state_file_is_not_read_whole_and_is_moved_aside_once(tmp_path:
 
 def test_status_names_a_big_state_file_and_leaves_it(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
-    path.write_bytes(b" " * (MAX_STATE_BYTES + 1))
+    path.write_bytes(b" " * (MAX_READ_BYTES + 1))
     data, problem = load_state_readonly(str(path))
     assert data == empty_state()
     assert problem == (
-        f"state file {path} is {MAX_STATE_BYTES + 1} bytes, over the limit of {MAX_STATE_BYTES}"
+        f"state file {path} is {MAX_READ_BYTES + 1} bytes, over the limit of {MAX_STATE_BYTES}"
+        f" (and of {MAX_READ_BYTES} to read)"
     )
-    assert path.stat().st_size == MAX_STATE_BYTES + 1
+    assert path.stat().st_size == MAX_READ_BYTES + 1
 
 
 def test_a_state_file_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
@@ -591,3 +593,20 @@ def test_a_run_with_state_file_dev_zero_says_so_and_keeps_alerting(tmp_path: Pat
         saved = json.loads(copy.read_text())
         assert saved["generation"] == 2  # the second run read the first one's copy
         assert saved["checks"]["nodeos"]["status"] == "OK"
+
+
+def test_a_state_of_an_older_version_over_the_limit_is_read_once_and_shrunk(
+    tmp_path: Path,
+) -> None:
+    """Upgrading from a version without the bound loses no open incident: a state of
+    up to MAX_READ_BYTES is still read, and its next save fits MAX_STATE_BYTES."""
+    state = worst_state(320, 30)
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(state, indent=1))  # as the older version wrote it
+    assert MAX_STATE_BYTES < path.stat().st_size <= MAX_READ_BYTES
+    loaded = load_state(str(path), NOW)
+    assert loaded.warning is None
+    assert what_must_survive(loaded.data) == what_must_survive(state)
+    save_state(str(path), loaded.data)
+    assert path.stat().st_size <= MAX_STATE_BYTES
+    assert what_must_survive(load_state(str(path), NOW).data) == what_must_survive(state)

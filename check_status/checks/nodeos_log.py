@@ -20,10 +20,10 @@ from typing import Any
 
 from check_status.model import CheckResult, ProbeFailure, Status, format_time, human_duration
 from check_status.model import parse_time as parse_state_time
-from check_status.probes.log import FATAL_SIGNS, LogChunk, fatal_in, sign_in
+from check_status.probes.log import FATAL_SIGNS, LogChunk, sign_in
 from check_status.remote_text import LOG_LINE_LIMIT, clean
 
-__all__ = ["FATAL_SIGNS", "fatal_hold_seconds", "find_fatal_line", "judge_nodeos_log"]
+__all__ = ["FATAL_SIGNS", "fatal_hold_seconds", "judge_nodeos_log"]
 
 FATAL_HOLD_SECONDS = 15 * 60
 # Beyond ALERT_AFTER runs: a cron minute or two missed under load still texts.
@@ -32,15 +32,6 @@ SPARE_RUNS = 5
 
 def fatal_hold_seconds(alert_after: int) -> int:
     return max(FATAL_HOLD_SECONDS, (alert_after + SPARE_RUNS) * 60)
-
-
-def find_fatal_line(lines: tuple[str, ...]) -> str | None:
-    """The last line showing a fatal sign (the most recent state of the node), cleaned."""
-    for line in reversed(lines):
-        found = fatal_in(line)
-        if found is not None:
-            return found.text
-    return None
 
 
 def judge_nodeos_log(
@@ -53,7 +44,7 @@ def judge_nodeos_log(
     if isinstance(chunk, ProbeFailure):
         return CheckResult("nodeos_log", Status.UNKNOWN, chunk.reason), memory
     memory["position"] = chunk.position.to_json()
-    found = chunk.fatal_line
+    found = chunk.fatal
     if found is not None:
         memory["fatal_line"], memory["fatal_sign"] = found.text, found.sign
         memory["fatal_at"] = format_time(now)

@@ -44,7 +44,7 @@ def ping(
     )
     if isinstance(reply, ProbeFailure):
         raise NotifyError(f"heartbeat to {host_label(url)} failed: {reply.reason}", permanent=False)
-    if reply.status >= 300:
+    if not 200 <= reply.status < 300:  # a 1xx before nothing, or a 3xx, is no ping
         raise NotifyError(
             f"heartbeat to {host_label(url)} failed: HTTP {reply.status}", permanent=False
         )

@@ -14,6 +14,7 @@ the auth token hidden.
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -133,8 +134,10 @@ class TwilioSettings:
 MAX_ANSWER_BYTES = 256 * 1024
 
 
-class AnswerTooLarge(Exception):
-    """Twilio's answer (or what claims to be it) was larger than MAX_ANSWER_BYTES."""
+class AnswerUnreadable(Exception):
+    """Twilio answered, but its body could not be read in full: too large, cut short,
+    too slow, or compressed wrongly. The status it gave still counts: a 2xx means
+    the message was accepted, and sending it again would text the operator twice."""
 
 
 @cache
@@ -169,14 +172,19 @@ def _recording_http_client_class() -> type:
             from requests import Request, Session
 
             self.last_response = None
+            timeout = timeout or self.timeout
+            started = time.monotonic()
             headers = {**(headers or {}), "Accept-Encoding": "identity"}
             session = self.session or Session()
+            # As the SDK does: JSON bodies for the JSON APIs, a form for the rest.
+            as_json = headers.get("Content-Type") in ("application/json", "application/scim+json")
             prepared = session.prepare_request(
                 Request(
                     method=method.upper(),
                     url=url,
                     params=params,
-                    data=data,
+                    data=None if as_json else data,
+                    json=data if as_json else None,
                     headers=headers,
                     auth=auth,
                     hooks=self.request_hooks,
@@ -187,17 +195,18 @@ def _recording_http_client_class() -> type:
             )
             settings["stream"] = True  # read below, bounded
             answer = session.send(
-                prepared,
-                allow_redirects=allow_redirects,
-                timeout=timeout or self.timeout,
-                **settings,
+                prepared, allow_redirects=allow_redirects, timeout=timeout, **settings
             )
+            # The status is known from here on, whatever happens to the body.
+            self.last_response = Response(int(answer.status_code), "", answer.headers)
             try:
-                raw = bounded_body(answer.raw, answer.headers.get("Content-Encoding", ""))
-            except AnswerTooLarge:
-                # The status still counts: a 201 with a huge body was accepted.
-                self.last_response = Response(int(answer.status_code), "", answer.headers)
+                raw = bounded_body(
+                    answer.raw, answer.headers.get("Content-Encoding", ""), started + timeout
+                )
+            except AnswerUnreadable:
                 raise
+            except Exception as error:  # urllib3's ProtocolError, ReadTimeoutError, zlib.error
+                raise AnswerUnreadable(f"answer cut short ({type(error).__name__})") from None
             finally:
                 answer.close()
             self.last_response = Response(
@@ -208,27 +217,33 @@ def _recording_http_client_class() -> type:
     return RecordingHttpClient
 
 
-def bounded_body(stream: Any, encoding: str, limit: int = MAX_ANSWER_BYTES) -> bytes:
-    """At most `limit` bytes of an answer, inflated no further than `limit`. Raises AnswerTooLarge."""
+def bounded_body(
+    stream: Any, encoding: str, deadline: float, limit: int = MAX_ANSWER_BYTES
+) -> bytes:
+    """At most `limit` bytes of an answer, inflated no further than `limit`, read by
+    `deadline` (time.monotonic()). Raises AnswerUnreadable."""
     import zlib
 
     inflater = None
     if encoding.strip().lower() in ("gzip", "x-gzip", "deflate"):
         inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, auto
+    # read1 returns what one socket read gave, so a trickle is caught at the
+    # deadline; read (urllib3 1.x has no read1) waits for the whole 64 KiB.
+    read = getattr(stream, "read1", stream.read)
     kept = bytearray()
     while True:
-        # The read timeout of each socket read is the SDK timeout; the whole send
-        # is bounded by the delivery deadline, which abandons a trickle.
-        chunk = stream.read(65536, decode_content=False)
+        if time.monotonic() > deadline:
+            raise AnswerUnreadable("answer still arriving at the timeout")
+        chunk = read(65536, decode_content=False)
         if not chunk:
             break
         if inflater is not None:
             chunk = inflater.decompress(chunk, limit + 1 - len(kept))
             if inflater.unconsumed_tail:
-                raise AnswerTooLarge
+                raise AnswerUnreadable(f"answer larger than {limit // 1024} KiB")
         kept += chunk
         if len(kept) > limit:
-            raise AnswerTooLarge
+            raise AnswerUnreadable(f"answer larger than {limit // 1024} KiB")
     return bytes(kept)
 
 
@@ -287,16 +302,13 @@ def send_sms(client: Any, settings: TwilioSettings, to: str, body: str) -> str |
 
         reason = describe_request_error(error, settings.timeout)
         raise NotifyError(f"Twilio unreachable: {reason}", kind="transient") from None
-    except AnswerTooLarge:
+    except AnswerUnreadable as error:
         response = _last_response(client)
         if response is not None and _is_2xx(response.status_code):
             return None  # accepted: the message is on its way
         status = response.status_code if response is not None else "?"
-        raise NotifyError(
-            f"Twilio HTTP {status}: answer larger than {MAX_ANSWER_BYTES // 1024} KiB",
-            kind="transient",
-        ) from None
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise NotifyError(f"Twilio HTTP {status}: {error}", kind="transient") from None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
         # The SDK could not read an answer (json.loads on an HTML page, a JSON
         # list where an object belongs...) or failed before sending anything.
         response = _last_response(client)
@@ -310,8 +322,18 @@ def send_sms(client: Any, settings: TwilioSettings, to: str, body: str) -> str |
         raise NotifyError(
             f"Twilio HTTP {response.status_code}: {_describe_body(response)}", kind="transient"
         ) from None
+    except Exception as error:
+        # Whatever else failed, a 2xx was an acceptance: counting it as unsent
+        # would text the operator again next run.
+        response = _last_response(client)
+        if response is not None and _is_2xx(response.status_code):
+            return None
+        raise NotifyError(
+            f"Twilio client failed ({type(error).__name__})", kind="unknown"
+        ) from None
     sid = getattr(message, "sid", None)
-    return sid if isinstance(sid, str) and sid else None
+    # Kept in the state and shown by -v: only what a message SID looks like.
+    return sid if isinstance(sid, str) and _MESSAGE_SID.fullmatch(sid) else None
 
 
 def classify_twilio_error(
@@ -396,11 +418,8 @@ def check_credentials(settings: TwilioSettings) -> str:
             f"Twilio unreachable: {describe_request_error(error, settings.timeout)}",
             kind="transient",
         ) from None
-    except AnswerTooLarge:
-        raise NotifyError(
-            f"Twilio's answer was larger than {MAX_ANSWER_BYTES // 1024} KiB: not Twilio?",
-            kind="transient",
-        ) from None
+    except AnswerUnreadable as error:
+        raise NotifyError(f"Twilio's account read failed: {error}", kind="transient") from None
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         response = _last_response(client)
         if response is None:
@@ -419,6 +438,7 @@ def check_credentials(settings: TwilioSettings) -> str:
 
 _SDK_PREFIX = re.compile(r"^\s*Unable to (?:create|fetch|update|delete) record\s*:?\s*")
 # A Twilio SID: two capitals and 32 hex digits (AC account, SM message, MG service...).
+_MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
 _SID = re.compile(r"(?<![0-9A-Za-z])([A-Z]{2})([0-9a-fA-F]{4})[0-9a-fA-F]{28}(?![0-9A-Za-z])")
 # A run of 32 or more hex digits: an auth token looks like that. Hidden, never shortened.
 _HEX_RUN = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{32,}(?![0-9a-fA-F])")

@@ -67,6 +67,10 @@ class DnsTimeout(TimeoutError):
     """The name lookup did not answer in time (no socket timeout covers getaddrinfo)."""
 
 
+class BadHostName(OSError):
+    """A host name no resolver could be asked about (empty labels, a label over 63 bytes)."""
+
+
 def _resolve(host: str, port: int, deadline: float) -> list[tuple[Any, ...]]:
     """getaddrinfo, given up at the deadline.
 
@@ -79,9 +83,12 @@ def _resolve(host: str, port: int, deadline: float) -> list[tuple[Any, ...]]:
     def lookup() -> None:
         try:
             answer["addresses"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-        except OSError as error:
-            answer["error"] = error
-        done.set()
+        except UnicodeError:  # the IDNA codec refuses it: "node..example.com", a 64-byte label
+            answer["error"] = BadHostName()
+        except Exception as error:  # anything else is the probe's failure, not this thread's
+            answer["error"] = error if isinstance(error, OSError) else OSError(str(error))
+        finally:
+            done.set()
 
     threading.Thread(target=lookup, name=f"dns {host}", daemon=True).start()
     if not done.wait(max(0.0, deadline - time.monotonic())):
@@ -188,7 +195,12 @@ class _BoundedTlsConnection(_BoundedConnection):
     default_port = http.client.HTTPS_PORT
 
     def _secure(self, sock: socket.socket) -> Any:
-        # The handshake is bounded as a whole by the socket timeout set above.
+        # What is left of the deadline after connect; the handshake is bounded
+        # as a whole by it (the ssl module counts one deadline per operation).
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline reached")
+        sock.settimeout(left)
         secured = _tls_context().wrap_socket(sock, server_hostname=self.host)
         return _DeadlineSocket(secured, self.deadline)
 
@@ -209,8 +221,9 @@ def exchange(
     at the deadline instead of spinning on.
 
     A body over `max_bytes` is refused, or with `cut_at_max` cut there (for
-    answers where only the status matters). Nothing is decompressed: no
-    Accept-Encoding is sent, so a compression bomb stays its compressed size.
+    answers where only the status matters). Nothing is decompressed: http.client
+    asks for `Accept-Encoding: identity` and inflates nothing, so a compression
+    bomb stays its compressed size.
     """
     parts = urlsplit(url)
     started = time.monotonic()
@@ -299,6 +312,8 @@ def describe_connection_error(error: BaseException, timeout: float) -> str:
         return f"timeout after {timeout:g}s"
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(error, BadHostName):
+        return "bad host name"
     if isinstance(error, socket.gaierror):
         return "DNS lookup failed"
     if isinstance(error, ssl.SSLCertVerificationError):

@@ -80,31 +80,14 @@ class FatalLine:
 
 @dataclass(frozen=True)
 class LogChunk:
-    """What the log gained since the last run.
+    """What the log gained since the last run: how many lines, and the last line
+    showing a fatal sign (the most recent state of the node). The lines
+    themselves are scanned and dropped: memory stays bounded."""
 
-    The probe scans and keeps only `scanned_lines` and the last `fatal` line;
-    `lines` is for a caller that already holds the lines in memory (tests),
-    and is scanned the same way.
-    """
-
-    lines: tuple[str, ...]
     position: LogPosition
     notes: tuple[str, ...] = ()
-    scanned_lines: int = 0
+    line_count: int = 0
     fatal: FatalLine | None = None
-
-    @property
-    def line_count(self) -> int:
-        return self.scanned_lines + len(self.lines)
-
-    @property
-    def fatal_line(self) -> FatalLine | None:
-        """The last line showing a fatal sign: the most recent state of the node."""
-        for line in reversed(self.lines):
-            found = fatal_in(line)
-            if found is not None:
-                return found
-        return self.fatal
 
 
 def sign_in(text: str) -> str | None:
@@ -248,7 +231,7 @@ def _look(buffer: bytes, end: int, cut: bool, seen: int, scan: _Scan) -> None:
     else:
         # Only the bytes around the sign: the line may be megabytes long.
         begin = max(line_start, at - _EXCERPT_BYTES // 4)
-        excerpt = buffer[begin : begin + _EXCERPT_BYTES]
+        excerpt = buffer[begin : min(begin + _EXCERPT_BYTES, line_end)]
         cut = cut or begin > line_start
     fatal = fatal_in(("..." if cut else "") + excerpt.decode("utf-8", "replace"))
     if fatal is not None:
@@ -274,7 +257,7 @@ def read_new_lines(
         if previous is None:
             # First run: what is already in the file is history, not news.
             position = LogPosition(stats.st_ino, size, _fingerprint(handle, size))
-            return LogChunk((), position, ("started watching",))
+            return LogChunk(position, ("started watching",))
         budget = _Budget(max_bytes, max_seconds)
         notes: list[str] = []
         old = _Scan(0)
@@ -293,7 +276,7 @@ def read_new_lines(
                 # The old file is not done: go on with it next run, from here.
                 notes.append(f"the rest of {path}.1 next run")
                 position = LogPosition(previous.inode, old.offset, previous.fingerprint)
-                return LogChunk((), position, tuple(notes), old.lines, old.fatal)
+                return LogChunk(position, tuple(notes), old.lines, old.fatal)
             start = 0
         new = _scan(handle, start, size, budget)
         if not new.finished:
@@ -301,7 +284,7 @@ def read_new_lines(
         position = LogPosition(
             stats.st_ino, new.offset, _fingerprint(handle, min(new.offset, _FINGERPRINT_BYTES))
         )
-        return LogChunk((), position, tuple(notes), old.lines + new.lines, new.fatal or old.fatal)
+        return LogChunk(position, tuple(notes), old.lines + new.lines, new.fatal or old.fatal)
 
 
 def _mib(count: int) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from check_status.model import ProbeFailure
 from check_status.probes.http import HttpReply, get_json
+from check_status.remote_text import clean
 
 GET_INFO_PATH = "/v1/chain/get_info"
 DB_SIZE_PATH = "/v1/db_size/get"
@@ -51,7 +52,15 @@ class DbSizeNotEnabled:
 
 
 class BadField(ValueError):
-    pass
+    """A field nodeos should have sent is missing or malformed.
+
+    The message is ours and may be texted ("head_block_num is not a number");
+    the value the server sent is only `detail`, shown by -v.
+    """
+
+    def __init__(self, message: str, detail: Any = "") -> None:
+        super().__init__(message)
+        self.detail = clean(repr(detail)[:60]) if detail != "" else ""
 
 
 def as_number(body: dict[str, Any], field: str) -> int:
@@ -60,19 +69,19 @@ def as_number(body: dict[str, Any], field: str) -> int:
         raise BadField(f"missing {field}")
     value = body[field]
     if isinstance(value, bool):
-        raise BadField(f"{field} is not a number: {value!r}")
+        raise BadField(f"{field} is not a number", value)
     if isinstance(value, str):
         text = value.strip()
         # isascii: "²".isdigit() is True; the length cap keeps int() from refusing it.
         if not (text.isascii() and text.isdigit() and len(text) <= 20):
-            raise BadField(f"{field} is not a number: {value[:40]!r}")
+            raise BadField(f"{field} is not a number", value)
         value = int(text)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int):
-        raise BadField(f"{field} is not a number: {str(value)[:40]!r}")
+        raise BadField(f"{field} is not a number", value)
     if not 0 <= value <= _MAX_UINT64:
-        raise BadField(f"{field} is out of range: {value}")
+        raise BadField(f"{field} is out of range", value)
     return value
 
 
@@ -83,20 +92,23 @@ def parse_block_time(text: Any) -> datetime:
     server's UTC offset, a bug two published monitors have.
     """
     if not isinstance(text, str):
-        raise BadField(f"head_block_time is not a time: {str(text)[:40]!r}")
+        raise BadField("head_block_time is not a time", text)
     cleaned = text.strip()
     # fromisoformat, not strptime: strptime's first call costs ~3 ms of imports
     # and regex compiling, paid by every cron run. The length check keeps it to
     # the shapes nodeos writes (date, "T", time, optional fraction, optional Z).
     if not 19 <= len(cleaned) <= 27 or cleaned[10:11] != "T":
-        raise BadField(f"head_block_time is not a time: {text[:40]!r}")
+        raise BadField("head_block_time is not a time", text)
     try:
         moment = datetime.fromisoformat(cleaned.removesuffix("Z"))
     except ValueError:
-        raise BadField(f"head_block_time is not a time: {text[:40]!r}") from None
+        raise BadField("head_block_time is not a time", text) from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+05:00" has no UTC form
+        raise BadField("head_block_time is not a time", text) from None
 
 
 def parse_get_info(body: Any, response_ms: float) -> ChainInfo:
@@ -130,7 +142,7 @@ def fetch_chain_info(base_url: str, timeout: float) -> ChainInfo | ProbeFailure:
     try:
         return parse_get_info(reply.body, reply.elapsed_ms)
     except BadField as error:
-        return ProbeFailure(f"bad get_info: {error}", reply.status)
+        return ProbeFailure(f"bad get_info: {error}", reply.status, detail=error.detail)
 
 
 def parse_db_size(body: Any) -> DbSize:
@@ -153,4 +165,4 @@ def fetch_db_size(base_url: str, timeout: float) -> DbSize | DbSizeNotEnabled | 
     try:
         return parse_db_size(reply.body)
     except BadField as error:
-        return ProbeFailure(f"bad db_size: {error}", reply.status)
+        return ProbeFailure(f"bad db_size: {error}", reply.status, detail=error.detail)
