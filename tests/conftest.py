@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from check_status.cli import main
-from check_status.config import ENV_FILE_VARIABLE, KEYS
+from check_status.config import ENV_FILE_VARIABLE, KEYS, load
+from check_status.serve import HealthServer
 from tests.standins import NodeosStandIn
 
 
@@ -83,3 +85,24 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
 def remount(mount_point: Path, mode: str) -> None:
     """Remount a tmpfs `ro` (as the kernel does after I/O errors) or `rw` again."""
     subprocess.run(["mount", "-o", f"remount,{mode}", str(mount_point)], check=True)
+
+
+@pytest.fixture
+def serve(write_env: Callable[..., Path]) -> Iterator[Callable[..., tuple[HealthServer, str]]]:
+    """An in-process HealthServer on an ephemeral port; keyword arguments in
+    lower case go to the constructor, the others to the env file."""
+    servers: list[HealthServer] = []
+
+    def start(**settings: object) -> tuple[HealthServer, str]:
+        options = {k: v for k, v in settings.items() if k.islower()}
+        env = {k: v for k, v in settings.items() if not k.islower()}
+        config = load(str(write_env(**env)))
+        server = HealthServer(config, ("127.0.0.1", 0), **options)  # type: ignore[arg-type]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,29 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from check_status.config import load
-from check_status.serve import HealthServer
 from tests.standins import NodeosStandIn, free_port
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def serve(write_env):
-    """Start an in-process HealthServer on an ephemeral loopback port."""
-    servers = []
-
-    def start(**settings):
-        config = load(str(write_env(**settings)))
-        server = HealthServer(config, ("127.0.0.1", 0))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def test_health_is_200_on_a_healthy_node(serve, nodeos):

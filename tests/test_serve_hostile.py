@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from check_status.config import load
 from check_status.serve import HealthServer
 from tests.hostile import HostileServer, continue_flood, drip
 from tests.standins import HangingServer
@@ -33,27 +32,6 @@ from tests.standins import HangingServer
 CLIENT_TIMEOUT = 5  # seconds: "answered at all", with room for a loaded machine
 
 Start = Callable[..., tuple[HealthServer, str]]
-
-
-@pytest.fixture
-def serve(write_env: Callable[..., Path]) -> Iterator[Start]:
-    """An in-process HealthServer on an ephemeral port; keyword arguments in
-    lower case go to the constructor, the others to the env file."""
-    servers: list[HealthServer] = []
-
-    def start(**settings: object) -> tuple[HealthServer, str]:
-        options = {k: v for k, v in settings.items() if k.islower()}
-        env = {k: v for k, v in settings.items() if not k.islower()}
-        config = load(str(write_env(**env)))
-        server = HealthServer(config, ("127.0.0.1", 0), **options)  # type: ignore[arg-type]
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
