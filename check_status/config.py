@@ -7,10 +7,11 @@ installer writes are all made from it, so they cannot drift apart.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,11 @@ from urllib.parse import urlsplit
 
 DEFAULT_ENV_FILE = Path("/etc/check-status/check-status.env")
 ENV_FILE_VARIABLE = "CHECK_STATUS_ENV_FILE"
+# Our variables of the process environment that are not settings: the env file,
+# tracebacks on request (cli.py), the test stand-ins' fixtures (tests/standins.py).
+OTHER_VARIABLES = frozenset({ENV_FILE_VARIABLE, "CHECK_STATUS_DEBUG", "CHECK_STATUS_FIXTURES"})
+_OUR_PREFIX = "CHECK_STATUS_"
+_SEE_TEMPLATE = "see check-status config-template for the settings"
 
 
 class ConfigError(Exception):
@@ -182,11 +188,45 @@ def _sid(prefix: str) -> Callable[[str, str], str | None]:
     return parse
 
 
-def _secret(key: str, raw: str) -> str | None:
+def _auth_token(key: str, raw: str) -> str | None:
+    """32 lower-case hex digits, as the Twilio console shows it.
+
+    Checked here, strictly, because a stray paste (a non-Latin-1 character, a
+    space) would otherwise fail only later and obscurely, in the HTTP client or
+    as Twilio's "not JSON" answer. The message gives the length, never a character.
+    """
     value = raw.strip()
-    if value and (len(value) < 16 or any(c.isspace() for c in value)):
-        raise _fail(key, raw, "the auth token from the Twilio console (no spaces)", secret=True)
-    return value or None
+    if not value or re.fullmatch(r"[0-9a-f]{32}", value):
+        return value or None
+    raise _fail(
+        key,
+        raw,
+        "32 hex digits (0-9, a-f) from the Twilio console; " + _describe_token(value),
+        secret=True,
+    )
+
+
+def _describe_token(value: str) -> str:
+    """What is wrong with a token, by counts only: nothing of the token itself."""
+    kinds = {"not ASCII": 0, "spaces": 0, "upper case": 0, "not hex digits": 0}
+    for char in value:
+        if not char.isascii():
+            kinds["not ASCII"] += 1
+        elif char.isspace():
+            kinds["spaces"] += 1
+        elif char in "ABCDEF":
+            kinds["upper case"] += 1
+        elif char not in "0123456789abcdef":
+            kinds["not hex digits"] += 1
+    length = f"this one has {len(value)} character{'s' if len(value) != 1 else ''}"
+    parts = [
+        f"one of them {'a space' if kind == 'spaces' else kind}"
+        if count == 1
+        else f"{count} of them {kind}"
+        for kind, count in kinds.items()
+        if count
+    ]
+    return ", ".join([length, *parts])
 
 
 def _alert_level(key: str, raw: str) -> str:
@@ -287,7 +327,7 @@ KEYS: tuple[Key, ...] = (
         "TWILIO_AUTH_TOKEN",
         "",
         "Twilio auth token (secret: keep this file mode 0600)",
-        _secret,
+        _auth_token,
         secret=True,
     ),
     Key("TWILIO_FROM", "", "sender: an E.164 number you own on Twilio", _optional_phone),
@@ -476,8 +516,51 @@ def user_env_file(environ: Mapping[str, str]) -> Path | None:
     return Path(config_home) / "check-status" / "check-status.env" if config_home else None
 
 
-def read_settings(env_file: Path | None, environ: Mapping[str, str]) -> dict[str, str]:
-    """The env file's values overlaid by the process environment (which wins)."""
+@dataclass(frozen=True)
+class EnvLine:
+    """One binding of the env file, as python-dotenv's own parser reads it."""
+
+    key: str | None
+    value: str | None
+    line: int  # where the binding starts, not the blank lines before it
+    text: str  # that first line, as written
+    error: bool  # the parser could not read it (python-dotenv skips it)
+
+
+def env_lines(env_file: Path) -> Iterator[EnvLine]:
+    """Every binding of the file, read as `dotenv_values` reads it but with the
+    line numbers and the lines it cannot read, and no warning on stderr.
+
+    Raises OSError and UnicodeDecodeError.
+    """
+    from dotenv.parser import parse_stream
+
+    with open(env_file, encoding="utf-8") as stream:
+        bindings = list(parse_stream(stream))
+    for binding in bindings:
+        if binding.key is None and not binding.error:
+            continue  # a blank or comment line
+        original = binding.original.string
+        before = original[: len(original) - len(original.lstrip())]
+        yield EnvLine(
+            key=binding.key,
+            value=binding.value,
+            line=binding.original.line + before.count("\n"),
+            text=original.lstrip().split("\n", 1)[0].rstrip(),
+            error=binding.error,
+        )
+
+
+def read_settings(
+    env_file: Path | None, environ: Mapping[str, str], *, strict: bool = True
+) -> dict[str, str]:
+    """The env file's values overlaid by the process environment (which wins).
+
+    Strict, the default: a line the parser cannot read, a key check-status does
+    not know in the file, or a variable of ours it does not know in the
+    environment is a ConfigError: a misspelt key silently left its setting at
+    the default. Not strict: such lines and variables are skipped, silently.
+    """
     settings: dict[str, str] = {}
     if env_file is not None:
         if not env_file.is_file():
@@ -489,17 +572,171 @@ def read_settings(env_file: Path | None, environ: Mapping[str, str]) -> dict[str
             raise ConfigError(
                 f"env file {env_file} is not readable by this user: check its owner and mode"
             )
-        from dotenv import dotenv_values
-
         try:
-            loaded = dotenv_values(env_file, interpolate=False)
+            lines = list(env_lines(env_file))
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(
                 f"env file {env_file} cannot be read: {error.__class__.__name__}"
             ) from None
-        settings.update({k: v for k, v in loaded.items() if v is not None})
+        for entry in lines:
+            problem = _line_problem(entry, env_file)
+            if problem is not None:
+                if strict:
+                    raise ConfigError(problem)
+                continue
+            if entry.value is not None:
+                settings[entry.key or ""] = entry.value
+    if strict:
+        for name in sorted(environ):
+            problem = _variable_problem(name)
+            if problem is not None:
+                raise ConfigError(problem)
     settings.update({k: v for k, v in environ.items() if k in KEYS_BY_NAME})
     return settings
+
+
+def _line_problem(entry: EnvLine, env_file: Path) -> str | None:
+    """Why a line of the env file cannot be used, in one line, or None."""
+    where = f"line {entry.line} of {env_file}"
+    hidden = "not KEY=VALUE (the line is not shown: it may be a secret)"
+    if entry.error or entry.key is None:
+        shown = _shown_line(entry.text)
+        if shown is None:
+            return f"cannot read {where}: {hidden}; fix the line"
+        return f"cannot read {where}: {shown} {_parse_hint(entry.text)}; fix the line"
+    if entry.key not in KEYS_BY_NAME:
+        if not _looks_like_a_key(entry.key):
+            # A line of one word: perhaps a token pasted on a line of its own.
+            return f"cannot read {where}: {hidden}; fix the line"
+        return f"unknown setting {entry.key} in {env_file} line {entry.line}; {_suggest(entry.key)}"
+    if entry.value is not None and ("\n" in entry.value or "\r" in entry.value):
+        # A quote left open that a later line's quote closed: the lines between
+        # were swallowed into this value.
+        last = entry.line + entry.value.count("\n")
+        return (
+            f"cannot read {where}: {_shown_line(entry.text) or hidden} (an unclosed quote? the value "
+            f"runs on to line {last}); fix the line"
+        )
+    return None
+
+
+def _looks_like_a_key(name: str) -> bool:
+    # A key is words joined by '_'; a 16-character run without one is a token.
+    return bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)) and not re.search(
+        r"[A-Za-z0-9]{16}", name
+    )
+
+
+_LEADING_KEY = re.compile(r"\s*(?:export\s+)?'?([A-Za-z_][A-Za-z0-9_]*)'?\s*(=?)(.*)")
+
+
+def _is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    nearest = difflib.get_close_matches(upper, KEYS_BY_NAME, n=1, cutoff=0.6)
+    return (
+        any(word in upper for word in ("TOKEN", "SECRET", "PASS", "AUTH"))
+        or (upper in KEYS_BY_NAME and KEYS_BY_NAME[upper].secret)
+        or bool(nearest and KEYS_BY_NAME[nearest[0]].secret)
+    )
+
+
+def _shown_line(text: str) -> str | None:
+    """The line as written, less any secret: a secret key's value never shows.
+
+    None when the line does not start with a key: it may be a pasted secret.
+    """
+    match = _LEADING_KEY.fullmatch(text)
+    if match is None or not _looks_like_a_key(match.group(1)):
+        return None
+    key, equal, rest = match.groups()
+    if _is_secret_name(key) or key.upper() in _PATH_IS_SECRET:
+        return f"{key}=(hidden)" if equal else key
+    if key.upper() in _URL_KEYS:
+        value = rest.lstrip()
+        quote = value[:1] if value[:1] in ("'", '"') else ""
+        text = text[: match.start(3)] + quote + _without_secrets(key.upper(), value[len(quote) :])
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _parse_hint(text: str) -> str:
+    match = _LEADING_KEY.fullmatch(text)
+    if match is None:
+        return "(not KEY=VALUE)"
+    _key, equal, rest = match.groups()
+    rest = rest.strip()
+    if not equal:
+        return "(no '=' after the key?)"
+    if rest[:1] in ("'", '"'):
+        quote = rest[0]
+        closing = re.match(rf"{quote}(?:\\.|[^{quote}\\])*{quote}", rest)
+        if closing is None:
+            return "(an unclosed quote?)"
+        return "(text after the closing quote? put a # before a comment)"
+    return "(not KEY=VALUE)"
+
+
+def _suggest(name: str) -> str:
+    nearest = difflib.get_close_matches(name.upper(), [k.name for k in KEYS], n=1, cutoff=0.6)
+    return f"did you mean {nearest[0]}?" if nearest else _SEE_TEMPLATE
+
+
+def _variable_problem(name: str) -> str | None:
+    """A variable of the process environment that looks like ours and is not known.
+
+    The environment holds every other program's variables too, so only names
+    starting CHECK_STATUS_ and near misses of a key (same first word) count.
+    """
+    if name in KEYS_BY_NAME or name in OTHER_VARIABLES:
+        return None
+    known = [k.name for k in KEYS] + sorted(OTHER_VARIABLES)
+    if name.startswith(_OUR_PREFIX):
+        # CHECK_STATUS_ENV_FIL, or a key given the prefix (CHECK_STATUS_NODEOS_URL).
+        by_rest = {v[len(_OUR_PREFIX) :]: v for v in OTHER_VARIABLES} | {k: k for k in known}
+        nearest = difflib.get_close_matches(name[len(_OUR_PREFIX) :], by_rest, n=1, cutoff=0.6)
+        hint = f"did you mean {by_rest[nearest[0]]}?" if nearest else _SEE_TEMPLATE
+        return f"unknown setting {name} in the environment; {hint}"
+    first = name.split("_", 1)[0]
+    for key in known:
+        if (
+            key.split("_", 1)[0] == first
+            and difflib.SequenceMatcher(None, name, key).ratio() >= 0.85
+        ):
+            return f"unknown setting {name} in the environment; did you mean {key}?"
+    return None
+
+
+def secret_keys_in(path: Path) -> list[str]:
+    """The keys of this env file that hold a secret, in file order.
+
+    For the mode check: a file others can read is a leak only if it holds one.
+    Secrets: TWILIO_AUTH_TOKEN (any key marked secret), a URL with a password
+    (`user:pw@host`), HEARTBEAT_URL with a ping token in its path; and, to be
+    safe, a line the parser cannot read or an unknown key whose name is a
+    secret's. Raises OSError when the file cannot be read.
+    """
+    from dotenv.parser import parse_stream
+
+    with open(path, encoding="utf-8", errors="replace") as stream:
+        bindings = list(parse_stream(stream))
+    found: list[str] = []
+    for binding in bindings:
+        key, value = binding.key, binding.value or ""
+        if binding.error:
+            match = _LEADING_KEY.fullmatch(binding.original.string.strip().split("\n", 1)[0])
+            key = match.group(1) if match else None
+            value = match.group(3) if match else ""
+        if not key or not value.strip():
+            continue
+        name = key.upper()
+        if name in KEYS_BY_NAME and not binding.error:
+            holds = KEYS_BY_NAME[name].secret or _without_secrets(name, value) != value
+        else:
+            holds = _is_secret_name(name) or (
+                name in _URL_KEYS and _without_secrets(name, value) != value
+            )
+        if holds and key not in found:
+            found.append(key)
+    return found
 
 
 def load(option: str | None = None, environ: Mapping[str, str] | None = None) -> Config:

@@ -12,6 +12,7 @@ that stopped: `time() - check_status_last_run_timestamp_seconds > 180`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -103,13 +104,25 @@ def render(report: RunReport, open_incidents: int) -> str:
 
 
 def write_textfile(path: str, text: str) -> None:
-    """Write atomically: node_exporter must never read a half-written file. Raises OSError."""
+    """Write atomically: node_exporter must never read a half-written file. Raises OSError.
+
+    Run as root into a directory that may belong to node_exporter's user, so:
+    a directory other users can write to is refused, the temp file is made
+    with O_EXCL (mkstemp) and its mode set through its descriptor, never by
+    name (a name can be swapped for a symlink between the write and a chmod),
+    and os.replace renames over whatever is at the path without following it.
+    """
+    from check_status.state import directory_problem
+
     target = Path(path)
+    problem = directory_problem(target.parent, "textfile", owner_may_differ=True)
+    if problem:
+        raise OSError(errno.EPERM, problem)
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, 0o644)  # node_exporter usually runs as another user
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
-        os.chmod(temp_name, 0o644)  # node_exporter usually runs as another user
         os.replace(temp_name, target)
     except OSError:
         with contextlib.suppress(OSError):

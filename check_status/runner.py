@@ -9,6 +9,7 @@ cannot keep a cron run alive past the next one.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,12 +93,16 @@ class RunReport:
     dry_run: bool = False
     open_incidents: int = 0
     lock_problem: str | None = None  # the run lock could not be opened: nothing sent or saved
+    # STATE_FILE names what must not be touched (a directory, a device, the env
+    # file, a directory others can write to): alerting goes on from the fallback
+    # copy, but the setting is wrong and stays wrong until fixed.
+    state_problem: str | None = None
 
     @property
     def status(self) -> Status:
         # A checker that lost or could not save its memory may miss or repeat
         # an alert: never report that as plain OK.
-        if self.lock_problem:
+        if self.lock_problem or self.state_problem:
             return Status.UNKNOWN
         floor = Status.WARNING if self.notes else Status.OK
         return worst([floor, *(r.status for r in self.results)])
@@ -234,7 +239,7 @@ def run_once(
 
     notes = [lock_problem, *notes] if lock_problem else list(notes)
     acts = not dry_run and lock_problem is None  # this run may send and save
-    store = StateStore(config.state_file, config.state_fallback_dir)
+    store = StateStore(config.state_file, config.state_fallback_dir, config.env_file)
     loaded = store.load(now, move_aside=acts)
     if loaded.warning:
         notes.append(loaded.warning)
@@ -263,21 +268,6 @@ def run_once(
     remarks: list[str] = []
     if acts:
         notes += store.problems  # alert_operators saved the state
-    if config.heartbeat_url and not dry_run:
-        # After the save, so the ping can tell of a checker that cannot write
-        # its state file or take its lock: the heartbeat service is then the
-        # one left to say so. The ping's own failure is only a remark: the
-        # service alerts if pings stop.
-        trouble = (
-            "run lock unavailable, nothing texted"
-            if lock_problem
-            else "state file not saved"
-            if store.where != "file"
-            else "SMS held: Twilio refuses the sender or account"
-            if isinstance(state.get("sms_held"), dict)
-            else None
-        )
-        remarks += ping_heartbeat(config.heartbeat_url, results, trouble)
     report = RunReport(
         config.node_name,
         now,
@@ -292,6 +282,27 @@ def run_once(
         alerts.open_incidents,
         lock_problem,
     )
+    if config.heartbeat_url and not dry_run:
+        # After the save, so the ping can tell of a checker that cannot write
+        # its state file or take its lock: the heartbeat service is then the
+        # one left to say so. The body is the run's own line (without perfdata).
+        trouble = (
+            "run lock unavailable, nothing texted"
+            if lock_problem
+            else "state file not saved"
+            if store.where != "file"
+            else "SMS held: Twilio refuses the sender or account"
+            if isinstance(state.get("sms_held"), dict)
+            else None
+        )
+        ping_notes, ping_remarks = ping_heartbeat(config.heartbeat_url, report, trouble)
+        report = dataclasses.replace(
+            report,
+            notes=(*report.notes, *ping_notes),
+            remarks=(*report.remarks, *ping_remarks),
+        )
+    if store.refused:
+        report = dataclasses.replace(report, state_problem=store.refused)
     if config.prometheus_textfile and acts:
         from check_status.prometheus import render, write_textfile
 
@@ -508,18 +519,58 @@ def _may_send_unsaved(now: datetime, last_saved_at: datetime | None, policy: Pol
     return ((now - anchor).total_seconds() - FRESH_STATE_SECONDS) % window < 60
 
 
-def ping_heartbeat(url: str, results: list[CheckResult], trouble: str | None) -> list[str]:
+# The service's answers that no later ping can change: every ping is lost
+# until HEARTBEAT_URL is fixed, so the service reports the node down (or,
+# with a check that does not exist, never reports anything at all).
+# 408 and 429 are not among them: a slow or rate-limited ping may pass next minute.
+_PING_REFUSED = {
+    400: "the service rejects the ping",
+    401: "the service refuses the ping key",
+    403: "the service refuses the ping key",
+    404: "the check does not exist",
+    405: "the URL is not a ping URL",
+    410: "the check was deleted",
+}
+# healthchecks.io keeps at most 100 kB of a ping's body; the line is far shorter.
+MAX_PING_BODY_BYTES = 9_000
+
+
+def ping_body(report: RunReport, trouble: str | None) -> str:
+    """What the ping carries: the run's one line, as printed, without the perfdata."""
+    from check_status.output import nagios_line  # output imports this module
+
+    line = nagios_line(report).partition(" | ")[0]  # the text has no '|' of its own
+    if trouble:
+        line = f"{line}; {trouble}"
+    return line.encode()[:MAX_PING_BODY_BYTES].decode(errors="ignore")
+
+
+def ping_heartbeat(url: str, report: RunReport, trouble: str | None) -> tuple[list[str], list[str]]:
     """Ping the dead-man's switch: `/fail` for a CRITICAL run, or one whose `trouble`
-    (no state file, no lock) may stop or repeat its texts."""
+    (no state file, no lock) may stop or repeat its texts. Returns (notes, remarks).
+
+    A ping the service refuses (a 4xx: a deleted check, a mistyped key) is a
+    note, a WARNING on the run's line: every later ping is lost too. A timeout
+    or a 5xx is only a remark: the service itself alerts when pings stop.
+    Failures name only the host: the URL's path is a secret token.
+    """
     from check_status.notify import NotifyError
     from check_status.notify.heartbeat import ping
 
-    status = worst(r.status for r in results)
-    message = f"check-status {status.name}"
+    status = worst(r.status for r in report.results)
     if trouble:
-        status, message = Status.CRITICAL, f"{message}; {trouble}"
+        status = Status.CRITICAL
     try:
-        ping(url, status, message)
+        ping(url, status, ping_body(report, trouble))
     except NotifyError as error:
-        return [error.reason]
-    return []
+        code = error.code if error.code is not None else _http_status(error.reason)
+        if code is not None and 400 <= code < 500 and code not in (408, 429):
+            why = _PING_REFUSED.get(code, "the service refuses every ping")
+            return [f"{error.reason}: {why}; fix HEARTBEAT_URL"], []
+        return [], [error.reason]
+    return [], []
+
+
+def _http_status(reason: str) -> int | None:
+    found = re.search(r"\bHTTP (\d{3})\b", reason)
+    return int(found.group(1)) if found else None

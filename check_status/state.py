@@ -550,6 +550,81 @@ def _special_path_kind(path: str | Path) -> str | None:
         return None
 
 
+def state_path_problem(state_file: str, env_file: str | None = None) -> str | None:
+    """Why STATE_FILE must not be read, renamed or written, checked before anything
+    touches it; None when it may be.
+
+    As root, a state path pointing at the wrong thing destroys it: a save renames
+    a temp file over the path, and a bad file is moved aside. So the path must
+    name a regular file or nothing, never the env file (texts would go silently
+    off with it), and live in a directory no other user can write to, where
+    nobody can plant a symlink or a lock of their own (sshd's StrictModes rule).
+    """
+    if not Path(state_file).name or state_file.endswith("/"):
+        return f"STATE_FILE {state_file} names a directory: set it to a file path such as {state_file.rstrip('/')}/state.json"
+    try:
+        info = os.stat(state_file)
+    except OSError:
+        info = None
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            return (
+                f"state file {state_file} is a directory, not a file: set STATE_FILE to a file path"
+            )
+        kind = _special_kind(info.st_mode)
+        if kind is not None:
+            return _not_a_file_problem(state_file, kind)
+        if env_file and _same_file(state_file, env_file):
+            return f"STATE_FILE {state_file} is the env file itself: set STATE_FILE to a file of its own"
+        if not _could_be_ours(state_file):
+            return (
+                f"state file {state_file} is not a check-status state (it is not JSON):"
+                " not touched; set STATE_FILE to a path of its own"
+            )
+    return directory_problem(Path(state_file).parent, "state")
+
+
+def _same_file(one: str, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
+
+
+def _could_be_ours(path: str) -> bool:
+    """A file this program could have written: empty, or JSON that starts an object.
+    Anything else (an env file, a binary, a nodeos file) is someone else's."""
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            start = handle.read(64).lstrip()
+    except OSError:
+        return True  # unreadable: the load says why, and nothing is moved
+    return not start or start.startswith(b"{")
+
+
+def directory_problem(directory: Path, what: str, owner_may_differ: bool = False) -> str | None:
+    """Why a directory where we create files is unsafe: writable by other users
+    (they could plant a symlink where we write as root), or owned by one (unless
+    `owner_may_differ`: node_exporter's textfile directory is often its own)."""
+    try:
+        info = os.stat(directory)
+    except OSError:
+        return None  # not there yet: made by us, private, when first needed
+    others_write = info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid != os.getegid())
+    if others_write:
+        return (
+            f"the {what} directory {directory} is writable by other users"
+            f" (mode {stat.S_IMODE(info.st_mode):o}): run `chmod go-w {directory}`"
+            " or use a directory of your own"
+        )
+    if info.st_uid not in (0, os.geteuid()) and not owner_may_differ:
+        return (
+            f"the {what} directory {directory} belongs to another user (uid {info.st_uid}):"
+            " use a directory of your own"
+        )
+    return None
+
+
 def _is_regular(path: Path) -> bool:
     """A regular file, not a link: the only kind this module deletes or fills."""
     try:
@@ -673,15 +748,26 @@ class StateStore:
     dropped as soon as the state file can be written again.
     """
 
-    def __init__(self, state_file: str, configured_fallback_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        state_file: str,
+        configured_fallback_dir: str | None = None,
+        env_file: str | None = None,
+    ) -> None:
         self.path = state_file
         self.copy = fallback_dir(configured_fallback_dir) / _file_name_of(state_file)
+        # Set when STATE_FILE must not be touched at all (see state_path_problem):
+        # the state then lives in the copy, and the run says so and exits UNKNOWN.
+        self.refused = state_path_problem(state_file, env_file)
         self.generation = 0
         self.problems: list[str] = []  # why saves this run did not reach the state file
         self.where: str | None = None  # where the last save went: "file", "copy" or None
 
     def load(self, now: datetime, *, move_aside: bool = True) -> LoadedState:
-        loaded = load_state(self.path, now, move_aside=move_aside)
+        if self.refused:
+            loaded = LoadedState(empty_state(), self.refused)
+        else:
+            loaded = load_state(self.path, now, move_aside=move_aside)
         copy = self._read_copy()
         chosen = loaded
         if copy is not None and _generation(copy) > _generation(loaded.data):
@@ -691,6 +777,8 @@ class StateStore:
 
     def read_only(self) -> tuple[dict[str, Any], str | None]:
         """For `status`, serve and self-test: the newer of the two, moving nothing."""
+        if self.refused:
+            return self._read_copy() or empty_state(), self.refused
         data, problem = load_state_readonly(self.path)
         copy = self._read_copy()
         if copy is not None and _generation(copy) > _generation(data):
@@ -726,6 +814,8 @@ class StateStore:
             return
         self._problem(shrunk)
         try:
+            if self.refused:
+                raise StateRefused(self.refused)
             self._problem(_save_payload(self.path, payload))
         except StateError as error:
             try:
@@ -742,7 +832,9 @@ class StateStore:
                     f"state not saved, alerts may repeat or be missed until {self.path} {until}"
                 )
                 return
-            if isinstance(error, StateRefused):
+            if self.refused:
+                self._problem(f"the state is kept in {self.copy}, its lock beside it")
+            elif isinstance(error, StateRefused):
                 self._problem(f"{error}: kept a copy in {self.copy}")
             else:
                 self._problem(f"{error}: kept a copy in {self.copy} until it is writable")
@@ -815,10 +907,10 @@ def run_lock(
     """
     path = Path(lock_path)
     note = None
-    beside = _special_path_kind(state_file) if state_file else None
+    beside = state_path_problem(state_file) if state_file else None
     try:
         if beside is not None and fallback is not None:
-            raise OSError(errno.EROFS, f"state file {state_file} is {beside}")
+            raise OSError(errno.EROFS, beside)
         kind = _kind_at(path)  # a symlink is refused below, by O_NOFOLLOW
         if kind is not None:
             raise LockUnavailable(
@@ -841,7 +933,7 @@ def run_lock(
                 f"{_lock_problem(lock_path, error)}; nor in {spare} ({again.strerror or again})"
             ) from None
         if beside is not None:
-            note = f"state file {state_file} is {beside}: locked {spare}"
+            note = None  # the store says where the state went, and why: the lock is beside it
         else:
             note = f"cannot create the lock {lock_path} ({error.strerror or error}): locked {spare}"
     try:
@@ -869,15 +961,24 @@ def _open_lock(path: Path) -> int:
     # O_NONBLOCK: a FIFO put there after the check in run_lock must not hang the run.
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        # 0600: any user who can open the lock can flock it, and hold every run off.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
     except OSError as error:
         if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and path.is_file():
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         else:
             raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise OSError(errno.EISDIR, "not a regular file")
+    if info.st_uid != os.geteuid():
+        os.close(fd)
+        raise OSError(errno.EPERM, f"it belongs to another user (uid {info.st_uid})")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        # An older version made it 0644: through the descriptor, never by name.
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)
     return fd
 
 
@@ -886,6 +987,8 @@ def _lock_problem(lock_path: str, error: OSError) -> str:
         fix = f"it is a directory: remove it (rmdir {lock_path})"
     elif os.path.islink(lock_path):
         fix = f"it is a symlink: remove it (rm {lock_path})"
+    elif error.errno == errno.EPERM and "another user" in str(error.strerror):
+        fix = f"{error.strerror}: remove it (rm {lock_path}), only our own lock is trusted"
     elif os.path.exists(os.path.dirname(lock_path)) and not os.path.isdir(
         os.path.dirname(lock_path)
     ):

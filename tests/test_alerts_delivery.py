@@ -116,7 +116,7 @@ def test_a_twilio_error_keeps_the_alert_for_the_next_run(cli, alert_env, twilio,
 def test_a_wrong_auth_token_is_one_config_note_and_nothing_is_lost(
     cli, alert_env, twilio, state_file
 ):
-    env_file = alert_env(TWILIO_AUTH_TOKEN="not-the-token-of-this-account")
+    env_file = alert_env(TWILIO_AUTH_TOKEN="badc0ffeebadc0ffeebadc0ffeebadc0")
     code, report = run(cli, env_file)
     assert code == 2 and twilio.messages == []
     notes = [n for n in report["notes"] if "20003" in n]
@@ -126,7 +126,7 @@ def test_a_wrong_auth_token_is_one_config_note_and_nothing_is_lost(
         ": Twilio 20003: Authenticate; check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN; "
         "nothing can be texted until this is fixed"
     ) in note
-    assert "not-the-token-of-this-account" not in json.dumps(report)
+    assert "badc0ffeebadc0ffeebadc0ffeebadc0" not in json.dumps(report)
     status = cli("--env-file", str(env_file), "status").output
     assert "texted CRITICAL at " in status and "not yet delivered to 2 recipient(s)" in status
     assert "SMS held since " in status

@@ -279,9 +279,7 @@ def test_empty_environment_variable_is_not_a_choice(default_env_file: Path) -> N
 
 def test_process_environment_wins_over_the_file(tmp_path: Path) -> None:
     env_file = tmp_path / "check-status.env"
-    env_file.write_text(
-        "NODE_NAME=from-file\nHEAD_LAG_WARN_SECONDS=20\nDISK_PATHS=/data\nUNRELATED=1\n"
-    )
+    env_file.write_text("NODE_NAME=from-file\nHEAD_LAG_WARN_SECONDS=20\nDISK_PATHS=/data\n")
     environ = {"NODE_NAME": "from-environ", "PATH": "/usr/bin", "DISK_PATHS": "/"}
     settings = read_settings(env_file, environ)
     assert settings["NODE_NAME"] == "from-environ"
@@ -292,6 +290,14 @@ def test_process_environment_wins_over_the_file(tmp_path: Path) -> None:
     assert loaded.node_name == "from-environ"
     assert loaded.head_lag_warn_seconds == 20
     assert loaded.env_file == str(env_file)
+
+
+def test_an_unknown_key_in_the_file_is_an_error_unless_not_strict(tmp_path: Path) -> None:
+    env_file = tmp_path / "check-status.env"
+    env_file.write_text("NODE_NAME=eu2\nUNRELATED=1\n")
+    with pytest.raises(ConfigError, match=r"unknown setting UNRELATED in .* line 2; see "):
+        read_settings(env_file, {})
+    assert read_settings(env_file, {}, strict=False) == {"NODE_NAME": "eu2"}
 
 
 def test_dollar_signs_in_the_file_are_not_interpolated(tmp_path: Path) -> None:

@@ -191,9 +191,9 @@ def test_the_store_keeps_the_state_in_its_copy_and_reads_it_back(
     loaded.data["memory"]["head_block"] = {"num": 7}
     promptly(lambda: store.save(loaded.data))
     assert store.where == "copy"
-    assert store.problems == [
-        f"state file {special} not written ({kind}): kept a copy in {store.copy}"
-    ]
+    # Refused before anything touched it: the load said why, the save says where.
+    assert store.refused == loaded.warning
+    assert store.problems == [f"the state is kept in {store.copy}, its lock beside it"]
     assert store.copy.parent == fallback
     # The next run (a new store) remembers: the copy is newer than the refused file.
     again = StateStore(str(special), str(fallback))
@@ -252,7 +252,7 @@ def test_the_lock_of_a_device_state_file_is_taken_in_the_fallback(
 ) -> None:
     lock = Path(f"{fifo}.lock")
     with run_lock(str(lock), NOW, fallback=str(fallback), state_file=str(fifo)) as note:
-        assert note is not None and note.startswith(f"state file {fifo} is a FIFO (named pipe)")
+        assert note is None  # the store says where the state and its lock went, and why
         assert not lock.exists()
         held = list(fallback.iterdir())
         assert len(held) == 1 and stat.S_ISREG(os.lstat(held[0]).st_mode)
