@@ -248,7 +248,9 @@ def status_command(
     env_file, _verbose, as_json = _merge(ctx, env_file, verbose, as_json)
     config = load_config(env_file)
     now = utc_now()
-    state, problem = StateStore(config.state_file, config.state_fallback_dir).read_only()
+    state, problem = StateStore(
+        config.state_file, config.state_fallback_dir, config.env_file
+    ).read_only()
     view = status_view.build(state, config, now)
     if problem:
         view["problem"] = problem
@@ -278,7 +280,7 @@ def _edit_silences(
         ):
             # The same store as the runs: a silence set while the state file is
             # read-only goes into the copy they read.
-            store = StateStore(config.state_file, config.state_fallback_dir)
+            store = StateStore(config.state_file, config.state_fallback_dir, config.env_file)
             loaded = store.load(now)
             alerts = change(alert_state_from_json(loaded.data.get("alerts")), now)
             loaded.data["alerts"] = alert_state_to_json(alerts)
@@ -323,6 +325,9 @@ def silence_command(
     text = reason.strip()
     if not text:
         raise click.BadParameter("say why, for the other operators", param_hint="--reason")
+    unknown = _unknown_check_patterns(config, checks)
+    if unknown:
+        fail(unknown)
 
     def add(alerts: AlertState, now: datetime) -> AlertState:
         silence = Silence(tuple(checks), now + timedelta(seconds=seconds), text, now)
@@ -332,6 +337,45 @@ def silence_command(
     until = alerts.silences[-1].until.strftime("%Y-%m-%d %H:%M:%S")
     what = ", ".join(checks) if checks else f"all checks on {config.node_name}"
     click.echo(f"silenced {what} until {until} UTC: {text}")
+
+
+def _unknown_check_patterns(config: Config, patterns: tuple[str, ...]) -> str | None:
+    """Why a silence would silence nothing: a name or pattern that matches no check.
+
+    `silence head-block --for 2h` once said "silenced head-block" and silenced
+    nothing, while head_block went on texting through the maintenance.
+    """
+    import difflib
+    import fnmatch
+
+    from check_status.state import StateStore
+
+    known = set(_check_names_of(config))
+    state, _problem = StateStore(config.state_file, config.state_fallback_dir).read_only()
+    checks = state.get("checks")
+    known |= set(checks) if isinstance(checks, dict) else set()
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in known):
+            close = difflib.get_close_matches(pattern, sorted(known), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}? " if close else ""
+            return (
+                f"no check is named {pattern!r}: {hint}the checks here are"
+                f" {', '.join(sorted(known))}; nothing was silenced"
+            )
+    return None
+
+
+def _check_names_of(config: Config) -> list[str]:
+    """The names of the checks these settings make, as `check-status -v` shows them."""
+    from check_status.checks.endpoint import endpoint_check_name
+
+    names = ["nodeos", "head_block", "lib", "state_db"]
+    names += ["chain_id"] if config.expected_chain_id else []
+    names += ["nodeos_log"] if config.nodeos_log else []
+    names += [endpoint_check_name(url) for url in config.endpoints]
+    names += [f"disk:{path}" for path in config.disk_paths]
+    names += [f"peer:{name}" for name, _url in config.peers]
+    return names
 
 
 @main.command("unsilence")
@@ -432,7 +476,13 @@ def self_test_command(
         # names (install.sh records CRON_FILE) still count.
         chosen, _explicit = config_module.choose_env_file(env_file, os.environ)
         config = _paths_only_config(chosen)
-        items = [failed("config", str(error), "fix the value in the env file")]
+        items = [
+            failed(
+                "config",
+                str(error),
+                "fix the line or the variable it names (env file or environment)",
+            )
+        ]
         items += installation_items(config, expected, now)
     else:
         if install_only:
@@ -502,7 +552,7 @@ def _paths_only_config(env_file: Path | None) -> Config:
     from check_status import config as config_module
 
     try:
-        raw = config_module.read_settings(env_file, os.environ)
+        raw = config_module.read_settings(env_file, os.environ, strict=False)
     except ConfigError:
         raw = {}
     kept = {}
