@@ -3,6 +3,29 @@
 One item per line, PASS, WARN or FAIL, each failure with a fix. The
 installation items (cron file, entry, daemon, env file, misnamed siblings) are
 the same code `install.sh --check` runs (see installation.py).
+
+The path to a phone is proven without sending anything: the Twilio credentials
+and an `active` account; the sender (TWILIO_FROM one of the account's
+SMS-capable IncomingPhoneNumbers, or the Messaging Service existing with a
+sender); the heartbeat check existing (healthchecks.io's `/log`, which neither
+pings nor resets the timer). Any answer that is not what the service documents
+is a FAIL with its own fix, never a crash.
+
+Time bound. Every group of items runs in its own thread, all at once, under
+`check_status.concurrency.run_concurrently`, each group bounded by itself:
+
+- nodeos and ENDPOINTS: HTTP_TIMEOUT_SECONDS + 1 (at most 20 + 1 = 21 s);
+- Twilio's checks: TWILIO_CHECK_SECONDS (10 s, the account and the sender read
+  side by side), then, only with --send-test-sms, the texts side by side within
+  TEST_SMS_SECONDS (11 s): at most 21 s;
+- the heartbeat: HEARTBEAT_CHECK_SECONDS (10 s; the exchange itself ends in 5 s);
+- the installation items (`crontab -l` has a 10 s timeout), the state
+  directory and freshness: local, bounded by the same outer deadline.
+
+Over all of them, NETWORK_DEADLINE_SECONDS (25 s): a group still running then
+becomes a FAIL `no answer within 25s` and is left behind (daemon threads). Add
+the config load and printing, and a self-test ends within SELF_TEST_BOUND_SECONDS
+= 30 s, whatever hangs.
 """
 
 from __future__ import annotations
@@ -11,6 +34,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from check_status.config import Config
@@ -25,6 +49,15 @@ from check_status.installation import (
 )
 from check_status.model import ProbeFailure, recorded_at
 from check_status.probes.http import host_label
+
+TWILIO_CHECK_SECONDS = 10.0
+TEST_SMS_SECONDS = 11.0  # one send's own timeout (10 s) and a second
+HEARTBEAT_CHECK_SECONDS = 10.0
+NETWORK_DEADLINE_SECONDS = 25.0
+SELF_TEST_BOUND_SECONDS = 30.0
+# Each Twilio request's own timeout: below the item's bound, so a silent Twilio is
+# named as a request timeout, and a trickling one by the item's bound.
+TWILIO_REQUEST_SECONDS = 8.0
 
 TEST_SMS = "[{node}] TEST from check-status self-test: SMS alerts reach you. No action needed."
 
@@ -106,6 +139,7 @@ def state_dir_item(config: Config) -> Item:
 
 
 def sms_items(config: Config, send_test_sms: bool) -> Iterator[Item]:
+    """The path to a phone: numbers, credentials and account, sender; test texts on request."""
     if not config.sms_configured:
         yield warned(
             "twilio",
@@ -113,67 +147,206 @@ def sms_items(config: Config, send_test_sms: bool) -> Iterator[Item]:
             "fill in TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM and ALERT_TO in the env file",
         )
         return
+    import dataclasses
+
+    from check_status.concurrency import run_concurrently
     from check_status.delivery import twilio_settings
-    from check_status.notify import NotifyError
-    from check_status.notify.twilio_sms import check_credentials, make_client, send_sms
+    from check_status.notify.twilio_sms import account_state, check_sender
 
     settings = twilio_settings(config)
-    sender = config.twilio_from or config.twilio_messaging_service_sid
+    checking = dataclasses.replace(settings, timeout=min(settings.timeout, TWILIO_REQUEST_SECONDS))
+    sender = config.twilio_messaging_service_sid or config.twilio_from
     yield passed(
         "phone numbers",
         f"ALERT_TO {', '.join(config.alert_to)} and sender {sender} are well-formed",
     )
-    try:
-        account_status = check_credentials(settings)
-    except NotifyError as error:
-        yield failed(
-            "twilio",
-            error.reason,
-            "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN in the Twilio console",
-        )
-        return
-    yield passed("twilio", f"credentials valid (account {account_status}), checked without sending")
+    answers = run_concurrently(
+        {
+            "account": lambda: _outcome(lambda: account_state(checking)),
+            "sender": lambda: _outcome(lambda: check_sender(checking)),
+        },
+        TWILIO_CHECK_SECONDS,
+    )
+    account = _twilio_item("twilio", answers["account"], settings, account=True)
+    yield account
+    credentials_failed = account.result == "FAIL" and not account.detail.startswith(
+        "credentials valid"
+    )
+    if credentials_failed:
+        return  # the sender's read failed the same way: one line says it
+    yield _twilio_item("sender", answers["sender"], settings)
     if not send_test_sms:
         return
-    client = make_client(settings)
-    for recipient in config.alert_to:
-        try:
-            sid = send_sms(client, settings, recipient, TEST_SMS.format(node=config.node_name))
-        except NotifyError as error:
-            yield failed(f"test SMS to {recipient}", error.reason, "fix this number in ALERT_TO")
+    yield from test_sms_items(config, settings)
+
+
+def test_sms_items(config: Config, settings: Any) -> Iterator[Item]:
+    """A clearly labelled test text to every ALERT_TO, side by side, within TEST_SMS_SECONDS."""
+    from check_status.concurrency import run_concurrently
+    from check_status.notify.twilio_sms import make_client, send_sms
+
+    body = TEST_SMS.format(node=config.node_name)
+
+    def send(recipient: str) -> Any:
+        return _outcome(lambda: send_sms(make_client(settings), settings, recipient, body))
+
+    answers = run_concurrently(
+        {recipient: (lambda r=recipient: send(r)) for recipient in config.alert_to},
+        TEST_SMS_SECONDS,
+    )
+    for recipient, answer in answers.items():
+        name = f"test SMS to {recipient}"
+        if isinstance(answer, ProbeFailure):
+            yield failed(
+                name,
+                f"timeout: no answer within {TEST_SMS_SECONDS:g}s (the text may still arrive)",
+                _transient_fix(),
+            )
+        elif isinstance(answer, _Failure):
+            yield failed(name, answer.error.reason, _fix(answer.error, settings, recipient))
+        elif answer.value is None:
+            yield passed(name, "accepted by Twilio (its answer had no message id)")
         else:
-            yield passed(f"test SMS to {recipient}", f"accepted by Twilio ({sid})")
+            yield passed(name, f"accepted by Twilio ({answer.value})")
+
+
+class _Failure:
+    def __init__(self, error: Any) -> None:
+        self.error = error
+
+
+class _Value:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _outcome(call: Any) -> _Failure | _Value:
+    """A NotifyError is an answer, not a crash: kept apart from what run_concurrently
+    makes of an unexpected exception (a ProbeFailure naming it)."""
+    from check_status.notify import NotifyError
+
+    try:
+        return _Value(call())
+    except NotifyError as error:
+        return _Failure(error)
+
+
+def _fix(error: Any, settings: Any, recipient: str | None = None) -> str:
+    from check_status.notify.twilio_sms import fix_for
+
+    return fix_for(error, settings, recipient)
+
+
+def _transient_fix() -> str:
+    from check_status.notify.twilio_sms import TRANSIENT_FIX
+
+    return TRANSIENT_FIX
+
+
+def _twilio_item(name: str, answer: Any, settings: Any, *, account: bool = False) -> Item:
+    from check_status.notify.twilio_sms import ACCOUNT_FIX
+
+    if isinstance(answer, ProbeFailure):
+        if answer.reason.startswith("no answer within"):
+            detail = f"timeout: Twilio gave no complete answer within {TWILIO_CHECK_SECONDS:g}s"
+            return failed(name, detail, _transient_fix())
+        return failed(name, f"self-test could not check it ({answer.reason})", "report this bug")
+    if isinstance(answer, _Failure):
+        return failed(name, answer.error.reason, _fix(answer.error, settings))
+    if not account:
+        return passed(name, answer.value)
+    state = answer.value
+    if state == "active":
+        return passed(name, "credentials valid (account active), checked without sending")
+    return failed(
+        name,
+        f"credentials valid, but the account is {state}: Twilio sends no SMS from it",
+        ACCOUNT_FIX,
+    )
 
 
 def heartbeat_item(config: Config) -> Item | None:
+    """healthchecks.io: its `<url>/log` proves the check exists without pinging it.
+    Another service: only that it answers (a GET or HEAD of a ping URL is a ping)."""
     if not config.heartbeat_url:
         return None
+    from check_status.notify.heartbeat import LOG_BODY, is_healthchecks_url, log_event
     from check_status.probes.http import exchange
 
-    where = host_label(config.heartbeat_url)
-    # The service's root, never the ping URL: healthchecks.io counts HEAD and GET
-    # on the ping URL as a ping, and a self-test must not reset the dead-man's timer
-    # of a checker that may be dead. Any HTTP answer proves DNS, TLS and the route.
-    parts = urlsplit(config.heartbeat_url)
+    url = config.heartbeat_url
+    where = host_label(url)
+    if is_healthchecks_url(url):
+        proof = log_event(url, LOG_BODY.decode())
+        return Item("heartbeat", proof.result, proof.detail, proof.fix)
+    # The service's root, never the ping URL: a self-test must not reset the
+    # dead-man's timer of a checker that may be dead.
+    parts = urlsplit(url)
     reply = exchange("HEAD", urlunsplit((parts.scheme, parts.netloc, "/", "", "")), 5)
     if isinstance(reply, ProbeFailure):
         return failed("heartbeat", f"{where}: {reply.reason}", "check HEARTBEAT_URL")
     if reply.status >= 500:
         return failed("heartbeat", f"{where}: HTTP {reply.status}", "check HEARTBEAT_URL")
-    return passed("heartbeat", f"{where} reachable (checked without pinging)")
+    return warned(
+        "heartbeat",
+        f"{where} reachable, but the check cannot be verified without a ping",
+        "make sure the check exists in the service's dashboard; the next run's ping proves it",
+    )
+
+
+def bounded_heartbeat_items(config: Config) -> list[Item]:
+    """heartbeat_item within HEARTBEAT_CHECK_SECONDS, whatever the service does."""
+    if not config.heartbeat_url:
+        return []
+    from check_status.concurrency import run_concurrently
+
+    answer = run_concurrently(
+        {"heartbeat": lambda: heartbeat_item(config)}, HEARTBEAT_CHECK_SECONDS
+    )
+    item = answer["heartbeat"]
+    if isinstance(item, ProbeFailure):
+        where = host_label(config.heartbeat_url)
+        if not item.reason.startswith("no answer within"):  # a bug, kept to this item
+            return [failed("heartbeat", f"{where}: {item.reason}", "report this bug")]
+        return [
+            failed(
+                "heartbeat",
+                f"{where}: timeout: {item.reason}",
+                "check HEARTBEAT_URL and the network",
+            )
+        ]
+    return [item] if item is not None else []
 
 
 def self_test(
     config: Config, now: datetime, *, send_test_sms: bool, expected_executable: Path
 ) -> list[Item]:
+    """Every item, in a fixed order; the groups run side by side (see the module's bound)."""
+    from check_status.concurrency import run_concurrently
+
     env = config.env_file or "defaults and the environment"
+    groups: dict[str, Any] = {
+        "nodeos": lambda: list(node_items(config)),
+        "state directory": lambda: [state_dir_item(config)],
+        "twilio": lambda: list(sms_items(config, send_test_sms)),
+        "installation": lambda: list(installation_items(config, expected_executable, now)),
+        "freshness": lambda: [freshness_item(config, expected_executable, now)],
+        "heartbeat": lambda: bounded_heartbeat_items(config),
+    }
+    answers = run_concurrently(groups, NETWORK_DEADLINE_SECONDS)
     items = [passed("config", f"valid ({env})")]
-    items += node_items(config)
-    items.append(state_dir_item(config))
-    items += sms_items(config, send_test_sms)
-    items += installation_items(config, expected_executable, now)
-    items.append(freshness_item(config, expected_executable, now))
-    heartbeat = heartbeat_item(config)
-    if heartbeat is not None:
-        items.append(heartbeat)
+    for group, answer in answers.items():
+        if isinstance(answer, ProbeFailure):
+            if answer.reason.startswith("no answer within"):
+                items.append(
+                    failed(
+                        group,
+                        f"timeout: {answer.reason}",
+                        "something this host depends on hangs: run self-test again, "
+                        "then check the network and the disks",
+                    )
+                )
+            else:  # a bug stays in its own group: every other item is still shown
+                items.append(failed(group, answer.reason, "report this bug"))
+        else:
+            items += answer
     return items

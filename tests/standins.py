@@ -3,7 +3,9 @@
 - ``NodeosStandIn``: answers ``/v1/chain/get_info`` and ``/v1/db_size/get`` the way nodeos
   (and the proxies in front of it) do, including the ugly failure shapes.
 - ``TwilioStandIn``: the part of Twilio's REST API that the ``twilio`` 9.x client uses to
-  send an SMS and to check credentials.
+  send an SMS, check credentials and the account, and find the sender (IncomingPhoneNumbers,
+  Messaging Services).
+- ``HeartbeatStandIn``: healthchecks.io's ping and /log endpoints.
 - ``HangingServer``: accepts TCP connections and never says anything.
 - ``free_port()``: a port with nothing listening (connection refused).
 
@@ -303,7 +305,9 @@ class _LoopbackHTTP:
 
 
 class _HeartbeatHandler(_Handler):
-    """As healthchecks.io: HEAD, GET or POST on /ping/<uuid>[/fail] is a ping."""
+    """As healthchecks.io: HEAD, GET or POST on /ping/<uuid>[/fail] is a ping;
+    /ping/<uuid>/log (or /ping/<key>/<slug>/log) records a log event, which is no
+    ping: 200 "OK" for a check in ``checks``, 404 "not found" for any other."""
 
     def do_HEAD(self) -> None:
         self._ping()
@@ -315,24 +319,59 @@ class _HeartbeatHandler(_Handler):
         self._ping()
 
     def _ping(self) -> None:
+        body = b""
         with contextlib.suppress(OSError, ValueError):
-            self._read_body()
+            body = self._read_body()
         standin: HeartbeatStandIn = self.server.standin  # type: ignore[assignment]
         standin._record_request(self.command, self.path)
-        if urlsplit(self.path).path.startswith("/ping/"):
-            self._send(200, b"OK", "text/plain")
+        path = urlsplit(self.path).path
+        with standin._lock:
+            checks = set(standin.checks)
+        if path.startswith("/ping/") and path.endswith("/log"):
+            check = path[len("/ping/") : -len("/log")]
+            with standin._lock:
+                standin.log_events.append((check, body))
+            if check in checks:
+                self._send(200, b"OK", "text/plain")
+            else:
+                self._send(404, b"not found", "text/plain")
+        elif path.startswith("/ping/"):
+            check = path[len("/ping/") :].removesuffix("/fail")
+            if checks and check not in checks:
+                self._send(404, b"not found", "text/plain")
+            else:
+                self._send(200, b"OK", "text/plain")
         else:
             self._send(404, b"not found", "text/plain")
 
 
 class HeartbeatStandIn(_LoopbackHTTP):
+    """healthchecks.io's ping API on 127.0.0.1.
+
+    ``checks``: the checks that exist, as the part of the path after /ping/ (a uuid,
+    or "<key>/<slug>"). /log answers 404 for any other. Pings answer 200 for any
+    check while ``checks`` is empty (as before it existed), else 404 for unknown ones.
+    ``log_events``: (check, body) of every POST to /log, recorded apart from pings.
+    """
+
     handler_class = _HeartbeatHandler
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__()
+        self.checks: set[str] = set()
+        self.log_events: list[tuple[str, bytes]] = []
+        if settings:
+            self.configure(**settings)
 
     @property
     def pings(self) -> list[str]:
-        """Every request the service counts as a ping: `METHOD /ping/...`."""
+        """Every request the service counts as a ping: `METHOD /ping/...`, not /log."""
         with self._lock:
-            return [f"{m} {p}" for m, p in self.requests if urlsplit(p).path.startswith("/ping/")]
+            return [
+                f"{m} {p}"
+                for m, p in self.requests
+                if urlsplit(p).path.startswith("/ping/") and not urlsplit(p).path.endswith("/log")
+            ]
 
 
 # --------------------------------------------------------------------------------------
@@ -696,13 +735,27 @@ class _TwilioHandler(_Handler):
         cfg = standin._snapshot()
         path = urlsplit(self.path).path
 
-        route, account_sid = None, ""
+        route, account_sid, service_sid = None, "", ""
         if path.startswith(_ACCOUNT_PREFIX):
             rest = path[len(_ACCOUNT_PREFIX) :]
             if self.command == "POST" and rest.endswith("/Messages.json") and rest.count("/") == 1:
                 route, account_sid = "messages", unquote(rest.split("/", 1)[0])
             elif self.command == "GET" and rest.endswith(".json") and "/" not in rest:
                 route, account_sid = "account", unquote(rest[: -len(".json")])
+            elif (
+                self.command == "GET"
+                and rest.endswith("/IncomingPhoneNumbers.json")
+                and rest.count("/") == 1
+            ):
+                route, account_sid = "numbers", unquote(rest.split("/", 1)[0])
+        elif path.startswith(_SERVICES_PREFIX) and self.command == "GET":
+            # Messaging (messaging.twilio.com/v1): the account is the Basic auth user.
+            parts = path[len(_SERVICES_PREFIX) :].split("/")
+            account_sid = self._basic_user()
+            if len(parts) == 1 and parts[0]:
+                route, service_sid = "service", unquote(parts[0])
+            elif len(parts) == 2 and parts[0] and parts[1] in _SERVICE_SENDERS:
+                route, service_sid = _SERVICE_SENDERS[parts[1]], unquote(parts[0])
 
         auth_ok = self._auth_ok(account_sid, cfg["auth_token"])
         record: dict[str, Any] | None = None
@@ -717,7 +770,10 @@ class _TwilioHandler(_Handler):
                 "auth_ok": auth_ok,
             }
 
-        status, body, ctype = self._answer(route, account_sid, auth_ok, record, cfg)
+        query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+        status, body, ctype = self._answer(
+            route, account_sid, auth_ok, record, cfg, service_sid=service_sid, query=query
+        )
         if record is not None:
             with standin._lock:
                 standin.attempts.append({**record, "status": status})
@@ -729,6 +785,13 @@ class _TwilioHandler(_Handler):
             if delay is not None and self._stopped().wait(delay):
                 return  # stop(): no answer at all; stop() drops the connection
         self._send(status, body, ctype)
+
+    def _basic_user(self) -> str:
+        header = self.headers.get("Authorization") or ""
+        try:
+            return base64.b64decode(header[6:]).decode().partition(":")[0]
+        except ValueError:
+            return ""
 
     def _auth_ok(self, account_sid: str, token: str) -> bool:
         header = self.headers.get("Authorization") or ""
@@ -747,6 +810,9 @@ class _TwilioHandler(_Handler):
         auth_ok: bool,
         record: dict | None,
         cfg: dict,
+        *,
+        service_sid: str = "",
+        query: dict[str, list[str]] | None = None,
     ) -> tuple[int, bytes, str]:
         mode = cfg["mode"]
 
@@ -774,10 +840,31 @@ class _TwilioHandler(_Handler):
             payload = {
                 "sid": account_sid,
                 "friendly_name": "test",
-                "status": "active",
+                "status": cfg["account_status"],
                 "type": "Trial",
             }
             return 200, json.dumps(payload).encode(), _JSON
+        if route == "numbers":
+            wanted = (query or {}).get("PhoneNumber", [""])[0]
+            return 200, _numbers_page(account_sid, wanted, cfg["phone_numbers"]), _JSON
+        if route is not None and route.startswith("service"):
+            services = cfg["messaging_services"]
+            if services is None:
+                services = {service_sid: [_DEFAULT_SENDER]} if service_sid.startswith("MG") else {}
+            if service_sid not in services:
+                msg = f"The requested resource /Services/{service_sid} was not found"
+                return 404, err(20404, msg, 404), _JSON
+            if route == "service":
+                payload = {
+                    "sid": service_sid,
+                    "account_sid": account_sid,
+                    "friendly_name": "check-status",
+                    "url": f"{_SERVICES_PREFIX}{service_sid}",
+                }
+                return 200, json.dumps(payload).encode(), _JSON
+            key = route.removeprefix("service_")
+            numbers = services[service_sid] if key == "phone_numbers" else []
+            return 200, _service_page(service_sid, key, numbers), _JSON
 
         assert record is not None
         to = record["to"]
@@ -829,6 +916,75 @@ class _TwilioHandler(_Handler):
         if mode == "accepted_no_sid":
             del payload["sid"]
         return 201, json.dumps(payload).encode(), _JSON
+
+
+_SERVICES_PREFIX = "/v1/Services/"
+_SERVICE_SENDERS = {
+    "PhoneNumbers": "service_phone_numbers",
+    "ShortCodes": "service_short_codes",
+    "AlphaSenders": "service_alpha_senders",
+}
+_DEFAULT_SENDER = "+15005550006"
+
+
+def _numbers_page(account_sid: str, wanted: str, numbers: dict[str, dict] | None) -> bytes:
+    """IncomingPhoneNumbers.json, as Twilio lists them: PhoneNumber matches a part of a
+    number. ``numbers`` None: the number asked for is the account's, SMS-capable."""
+    if numbers is None:
+        numbers = {wanted: {"sms": True}} if wanted.startswith("+") else {}
+    digits = wanted.lstrip("+")
+    uri = f"{_ACCOUNT_PREFIX}{account_sid}/IncomingPhoneNumbers.json"
+    records = [
+        {
+            "sid": "PN" + secrets.token_hex(16),
+            "account_sid": account_sid,
+            "phone_number": number,
+            "friendly_name": number,
+            "capabilities": {"voice": True, "sms": False, "mms": False, "fax": False, **caps},
+            "status": "in-use",
+            "api_version": "2010-04-01",
+            "uri": f"{_ACCOUNT_PREFIX}{account_sid}/IncomingPhoneNumbers/PN.json",
+        }
+        for number, caps in numbers.items()
+        if digits in number
+    ]
+    page = {
+        "incoming_phone_numbers": records,
+        "end": max(len(records) - 1, 0),
+        "first_page_uri": f"{uri}?PageSize=50&Page=0",
+        "next_page_uri": None,
+        "page": 0,
+        "page_size": 50,
+        "previous_page_uri": None,
+        "start": 0,
+        "uri": f"{uri}?PageSize=50&Page=0",
+    }
+    return json.dumps(page).encode()
+
+
+def _service_page(service_sid: str, key: str, numbers: list[str]) -> bytes:
+    """A Messaging v1 list (PhoneNumbers, ShortCodes, AlphaSenders) with its "meta"."""
+    url = f"https://messaging.twilio.com/v1/Services/{service_sid}"
+    records = [
+        {
+            "sid": "PN" + secrets.token_hex(16),
+            "service_sid": service_sid,
+            "phone_number": number,
+            "country_code": "US",
+            "capabilities": ["SMS"],
+        }
+        for number in numbers
+    ]
+    meta = {
+        "page": 0,
+        "page_size": 50,
+        "first_page_url": f"{url}?PageSize=50&Page=0",
+        "previous_page_url": None,
+        "url": f"{url}?PageSize=50&Page=0",
+        "next_page_url": None,
+        "key": key,
+    }
+    return json.dumps({key: records, "meta": meta}).encode()
 
 
 def _sid_of(body: bytes) -> str | None:
@@ -907,6 +1063,18 @@ class TwilioStandIn(_LoopbackHTTP):
       (type/title/status/code), which twilio >= 9.10 raises as ``TwilioServiceException``,
       NOT a subclass of ``TwilioRestException`` (both derive from ``TwilioException``).
 
+    - ``account_status``: the Account's ``status``: "active" (default), "suspended",
+      "closed".
+    - ``phone_numbers``: the account's IncomingPhoneNumbers, number -> capabilities
+      ({"+15005550006": {"sms": True}}), listed by GET IncomingPhoneNumbers.json with
+      Twilio's ``PhoneNumber`` filter (a part of a number matches). None (the default):
+      whatever number is asked for is the account's, SMS-capable.
+    - ``messaging_services``: Messaging v1 (``client.messaging``, whose base_url must be
+      pointed here too): service SID -> its phone numbers, served as GET
+      /v1/Services/{sid} and /v1/Services/{sid}/PhoneNumbers (ShortCodes and
+      AlphaSenders list nothing); an unknown SID is 404/20404. None (the default): any
+      MG... SID exists, with the one number +15005550006. Basic auth as the account.
+
     Order of checks: mode, route (404/20404), auth, then To/From/Body presence
     (21604/21603/21602), then sender errors, then recipient errors, then 201 (after the
     ``slow_numbers`` wait, if any).
@@ -925,6 +1093,9 @@ class TwilioStandIn(_LoopbackHTTP):
         self.delay_seconds: float = 10.0
         self.slow_numbers: dict[str, float] = {}
         self.problem_json: bool = False
+        self.account_status: str = "active"
+        self.phone_numbers: dict[str, dict] | None = None
+        self.messaging_services: dict[str, list[str]] | None = None
         self.messages: list[dict] = []
         self.attempts: list[dict] = []
         if settings:
@@ -950,6 +1121,17 @@ class TwilioStandIn(_LoopbackHTTP):
                 "delay_seconds": self.delay_seconds,
                 "slow_numbers": dict(self.slow_numbers),
                 "problem_json": self.problem_json,
+                "account_status": self.account_status,
+                "phone_numbers": (
+                    None
+                    if self.phone_numbers is None
+                    else {k: dict(v) for k, v in self.phone_numbers.items()}
+                ),
+                "messaging_services": (
+                    None
+                    if self.messaging_services is None
+                    else {k: list(v) for k, v in self.messaging_services.items()}
+                ),
             }
 
     def wait_for_messages(self, count: int, timeout: float = 2.0) -> list[dict]:

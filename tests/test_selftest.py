@@ -697,17 +697,17 @@ def test_an_unreachable_heartbeat_names_only_the_host(cli, installed):
     assert secret not in result.output and "/ping" not in result.output
 
 
-def test_a_reachable_heartbeat_passes_without_being_pinged(cli, installed):
-    # A self-test must not reset the dead-man's timer of a checker that may be dead.
-    with HeartbeatStandIn() as service:
-        secret = "5f1e0c3a-1b2c-4d5e-8f90-abcdefabcdef"
+def test_an_existing_heartbeat_check_passes_without_being_pinged(cli, installed):
+    # A self-test must not reset the dead-man's timer of a checker that may be dead:
+    # healthchecks.io's /log records an event and leaves the check's state alone.
+    secret = "5f1e0c3a-1b2c-4d5e-8f90-abcdefabcdef"
+    with HeartbeatStandIn(checks={secret}) as service:
         env_file = installed.write(HEARTBEAT_URL=f"{service.url}/ping/{secret}")
         result = self_test(cli, env_file)
         [line] = item_lines(result.output, "heartbeat")
-        assert (
-            line == f"PASS heartbeat: 127.0.0.1:{service.port} reachable (checked without pinging)"
-        )
-        assert service.requests == [("HEAD", "/")]
+        assert line == f"PASS heartbeat: check exists (127.0.0.1:{service.port})"
+        assert service.requests == [("POST", f"/ping/{secret}/log")]
+        assert service.log_events == [(secret, b"check-status self-test")]
         assert service.pings == []
         assert secret not in result.output
 

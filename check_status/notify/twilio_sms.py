@@ -262,7 +262,10 @@ def make_client(settings: TwilioSettings) -> Any:
     # or TWILIO_EDGE would rewrite the host; clear them explicitly.
     client.region = None
     client.edge = None
+    # Every domain self-test and delivery use, so a proxy or a stand-in serves them all:
+    # the REST API (messages, the account, its numbers) and Messaging (services).
     client.api.base_url = settings.api_base_url
+    client.messaging.base_url = settings.api_base_url
     return client
 
 
@@ -567,3 +570,251 @@ def _describe_body(response: Any) -> str:
         return "answer is JSON but not what the SDK expected"
     words, _detail = describe_non_json(text.encode("utf-8", "replace"), content_type)
     return words
+
+
+# --- self-test: the whole path to a phone, without sending ----------------------------
+
+
+class OddAnswer(NotifyError):
+    """A 2xx that is not what Twilio documents: a page that is not JSON, JSON of the
+    wrong shape. Something other than Twilio's API answered (a proxy, a captive
+    portal, a wrong TWILIO_API_BASE_URL)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, kind="unknown")
+
+
+class Finding(NotifyError):
+    """Twilio answered as documented, and the answer shows the path cannot text:
+    an account that is not active, a sender that is not the account's or cannot
+    send SMS. Carries its own fix."""
+
+    def __init__(self, reason: str, fix: str, *, code: int | None = None) -> None:
+        super().__init__(reason, kind="config", code=code)
+        self.fix = fix
+
+
+# Codes whose fix is the account itself (paid, reactivated), not a setting.
+ACCOUNT_CODES = frozenset({10001, 20005, 20403, 30002})
+# Codes about the sender: TWILIO_FROM, or the numbers of the Messaging Service.
+SENDER_CODES = frozenset(
+    {21212, 21401, 21407, 21601, 21603, 21606, 21616, 21657, 21659, 21660, 21661, 30032, 30034}
+)
+SERVICE_CODES = frozenset({21701, 21703, 21704, 21705, 30127})
+
+CREDENTIALS_FIX = "copy TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN again from the Twilio console"
+ACCOUNT_FIX = (
+    "reactivate the account in the Twilio console (a suspended account often has "
+    "an unpaid balance); no SMS leaves an account that is not active"
+)
+TRANSIENT_FIX = (
+    "Twilio is busy, failing or out of reach: check this host's network, DNS and proxy "
+    "to api.twilio.com and status.twilio.com, then run self-test again"
+)
+ODD_ANSWER_FIX = (
+    "that is not Twilio's API answering: check TWILIO_API_BASE_URL "
+    "(https://api.twilio.com) and any proxy between this host and Twilio"
+)
+FROM_FIX = (
+    "set TWILIO_FROM to an SMS-capable number of this account "
+    "(Twilio console > Phone Numbers > Active numbers)"
+)
+SERVICE_FIX = (
+    "fix TWILIO_MESSAGING_SERVICE_SID (MG..., Twilio console > Messaging > Services), "
+    "or add a sender to that service's Sender Pool"
+)
+MAX_LISTED = 20  # numbers read per list: the sender is looked up by its own number
+
+
+def fix_for(error: NotifyError, settings: TwilioSettings, recipient: str | None = None) -> str:
+    """Where to fix what `error` says, for a self-test item or a test SMS.
+
+    Sender codes name the sender's setting, account codes the account, transient
+    failures the network and Twilio's status (never the SID and token, which are
+    not at fault), recipient codes the number in ALERT_TO.
+    """
+    if isinstance(error, Finding):
+        return error.fix
+    if isinstance(error, OddAnswer):
+        return ODD_ANSWER_FIX
+    code = error.code
+    if code == 20003 or (
+        code is None and error.kind == "config" and "TWILIO_AUTH_TOKEN" in error.reason
+    ):
+        return CREDENTIALS_FIX
+    if code == 20404:
+        return "check TWILIO_ACCOUNT_SID and TWILIO_API_BASE_URL (https://api.twilio.com)"
+    if code in ACCOUNT_CODES:
+        return ACCOUNT_FIX
+    if code in SERVICE_CODES or (code in SENDER_CODES and settings.messaging_service_sid):
+        return SERVICE_FIX
+    if code in SENDER_CODES:
+        return FROM_FIX
+    if error.kind == "transient":
+        return TRANSIENT_FIX
+    if error.kind == "recipient":
+        number = recipient or "this number"
+        if code == 21610:
+            return f"{number} replied STOP: text START from it to the sender, or remove it from ALERT_TO"
+        if code == 21608:
+            return (
+                f"verify {number} in the Twilio console (a trial account), or upgrade the account"
+            )
+        if code == 21408:
+            return "allow SMS to that country in the Twilio console (Messaging > Geo permissions)"
+        return f"fix or remove {number} in ALERT_TO"
+    if error.kind == "config":
+        return (
+            "check TWILIO_FROM, TWILIO_MESSAGING_SERVICE_SID and the account in the Twilio console"
+        )
+    if code is not None:
+        return f"see https://www.twilio.com/docs/api/errors/{code}"
+    return "read Twilio's answer above; check TWILIO_API_BASE_URL"
+
+
+def account_state(settings: TwilioSettings) -> str:
+    """The account's `status` ("active", "suspended", "closed"), read without sending.
+
+    Raises NotifyError: classified as for send_sms, OddAnswer for a 2xx that is not
+    an account.
+    """
+    client = make_client(settings)
+    account = _ask(
+        client, settings, lambda: client.api.v2010.accounts(settings.account_sid).fetch()
+    )
+    status = getattr(account, "status", None)
+    words = twilio_words(status, token=settings.auth_token, limit=30) if status else None
+    if not isinstance(status, str) or not words:
+        raise OddAnswer("Twilio HTTP 200: the account's answer has no status")
+    return words
+
+
+def check_sender(settings: TwilioSettings) -> str:
+    """Prove the sender can text, without sending; return what was found.
+
+    TWILIO_FROM must be one of the account's IncomingPhoneNumbers, with SMS among
+    its capabilities; a Messaging Service (which wins when both are set, as in
+    send_sms) must exist and have at least one sender. Raises Finding when the
+    answer shows it cannot, NotifyError or OddAnswer when there is no such answer.
+    """
+    client = make_client(settings)
+    if settings.messaging_service_sid:
+        return _check_service(client, settings, settings.messaging_service_sid)
+    number = settings.sender_number or ""
+    if not number.startswith("+"):
+        raise Finding(
+            f"TWILIO_FROM {number or '(empty)'} is not a phone number", FROM_FIX, code=None
+        )
+    found = _ask(
+        client,
+        settings,
+        lambda: client.incoming_phone_numbers.list(phone_number=number, limit=MAX_LISTED),
+    )
+    if not isinstance(found, list):
+        raise OddAnswer("Twilio HTTP 200: the numbers' answer is not a list")
+    # The filter matches parts of numbers too: only the number itself counts.
+    mine = [n for n in found if getattr(n, "phone_number", None) == number]
+    if not mine:
+        raise Finding(f"TWILIO_FROM {number} is not a number of this account", FROM_FIX)
+    capabilities = getattr(mine[0], "capabilities", None)
+    sms = capabilities.get("sms") if isinstance(capabilities, dict) else None
+    if sms is False:
+        raise Finding(
+            f"TWILIO_FROM {number} is a number of this account but not SMS-capable", FROM_FIX
+        )
+    if sms is not True:
+        raise OddAnswer("Twilio HTTP 200: the number's answer does not say whether it sends SMS")
+    return f"TWILIO_FROM {number} is an SMS-capable number of this account"
+
+
+def _check_service(client: Any, settings: TwilioSettings, sid: str) -> str:
+    service = client.messaging.v1.services(sid)
+    try:
+        _ask(client, settings, service.fetch)
+    except NotifyError as error:
+        if error.code == 20404:
+            raise Finding(
+                f"messaging service {sid} does not exist on this account", SERVICE_FIX, code=20404
+            ) from None
+        raise
+    senders = 0
+    for kind in ("phone_numbers", "short_codes", "alpha_senders"):
+        listed = _ask(
+            client, settings, lambda kind=kind: getattr(service, kind).list(limit=MAX_LISTED)
+        )
+        if not isinstance(listed, list):
+            raise OddAnswer(f"Twilio HTTP 200: the service's {kind} answer is not a list")
+        senders += len(listed)
+        if senders:
+            break
+    if not senders:
+        raise Finding(
+            f"messaging service {sid} has no senders: Twilio cannot text from it",
+            SERVICE_FIX,
+            code=21704,
+        )
+    return f"messaging service {sid} exists and has a sender"
+
+
+def _ask(client: Any, settings: TwilioSettings, call: Any) -> Any:
+    """One read through the SDK; every answer that is not what Twilio documents
+    becomes a NotifyError (OddAnswer for a 2xx), never another exception."""
+    import requests
+    from twilio.base.exceptions import TwilioException
+
+    _forget_last_response(client)
+    try:
+        return call()
+    except TwilioException as error:
+        if getattr(error, "status", None) is not None:
+            raise _classify_answer(error, client, settings, None) from None
+        # "Unable to fetch page" or "Page Records can not be deserialized": the
+        # SDK's list() says nothing more, the answer itself does.
+        raise _from_last_response(client, settings) from None
+    except requests.exceptions.Timeout:
+        raise NotifyError(
+            f"Twilio timeout: no answer within {settings.timeout:g}s", kind="transient"
+        ) from None
+    except requests.exceptions.RequestException as error:
+        from check_status.probes.http import describe_request_error
+
+        raise NotifyError(
+            f"Twilio unreachable: {describe_request_error(error, settings.timeout)}",
+            kind="transient",
+        ) from None
+    except AnswerUnreadable as error:
+        response = _last_response(client)
+        status = response.status_code if response is not None else "?"
+        raise NotifyError(f"Twilio HTTP {status}: {error}", kind="transient") from None
+    except Exception as error:  # json.loads on a page, a list where an object belongs...
+        response = _last_response(client)
+        if response is None:
+            raise NotifyError(
+                f"Twilio client failed before any answer ({type(error).__name__})",
+                kind="unknown",
+            ) from None
+        raise _from_last_response(client, settings) from None
+
+
+def _from_last_response(client: Any, settings: TwilioSettings) -> NotifyError:
+    import json
+
+    response = _last_response(client)
+    if response is None:
+        return NotifyError("Twilio client failed before any answer", kind="unknown")
+    status = response.status_code
+    if _is_2xx(status):
+        return OddAnswer(f"Twilio HTTP {status}: {_describe_body(response)}")
+    try:
+        payload = json.loads(response.text)
+    except (TypeError, ValueError):
+        payload = None
+    if isinstance(payload, dict):
+        message = payload.get("message") or payload.get("detail") or payload.get("title")
+        return classify_rest_error(
+            status,
+            payload.get("code"),
+            message if isinstance(message, str) else None,
+            token=settings.auth_token,
+        )
+    return classify_rest_error(status, None, _describe_body(response), token=settings.auth_token)
