@@ -15,12 +15,22 @@ import os
 import re
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from check_status.model import Status, human_duration
+
+if TYPE_CHECKING:
+    from check_status.config import Config
+
+# The one directory Debian's cron reads files from. install.sh --check takes
+# another one only from its own command line (CRON_D=DIR), for the tests'
+# temporary roots, and then says so in a WARN line.
+CRON_DIR = Path("/etc/cron.d")
 
 # The mark install.sh --user puts on the line it owns in a user's crontab.
 USER_CRONTAB_MARK = "# check-status (managed by install.sh; other lines are left alone)"
@@ -106,6 +116,18 @@ def check_cron_file(path: Path) -> list[Item]:
             )
         )
     return items
+
+
+def check_cron_location(path: Path, cron_dir: Path) -> Item | None:
+    """A FAIL for a cron file outside the one directory cron reads; None when it is there."""
+    if path.parent.resolve() == cron_dir.resolve():
+        return None
+    target = cron_dir / "check-status"
+    return failed(
+        "cron file",
+        f"{path} is not in {cron_dir}, which is the only directory cron reads; move it to {target}",
+        f"mv {path} {target}, and set CRON_FILE={target} in the env file",
+    )
 
 
 def check_entries(
@@ -314,13 +336,24 @@ def read_user_crontab() -> list[str] | None:
 
 
 def verify_installation(
-    cron_file: Path, env_file: Path | None, expected_executable: Path
+    cron_file: Path,
+    env_file: Path | None,
+    expected_executable: Path,
+    cron_dir: Path | None = None,
 ) -> Iterator[Item]:
-    """The shared verification: the cron file (or the user's crontab), cron, the env file."""
+    """The shared verification: the cron file (or the user's crontab), cron, the env file.
+
+    With `cron_dir` (install.sh --check passes /etc/cron.d) a cron file outside
+    it FAILs: cron reads no other directory. Without it, where the file lies is
+    not checked (the unit tests' cron files live in a temporary directory).
+    """
     user_lines = read_user_crontab()
     user_entries = [ln for ln in user_lines or [] if _is_job(ln) and MENTIONS.search(ln)]
     if cron_file.exists() or not user_entries:
         yield from check_cron_file(cron_file)
+        misplaced = check_cron_location(cron_file, cron_dir) if cron_dir else None
+        if misplaced is not None and cron_file.exists():
+            yield misplaced
         if cron_file.exists():
             lines = cron_file.read_text(errors="replace").splitlines()
             yield from check_entries(lines, expected_executable, system=True, where=str(cron_file))
@@ -336,7 +369,7 @@ def verify_installation(
         )
     yield check_cron_daemon()
     yield check_env_file(env_file)
-    yield from misnamed_siblings(cron_file.parent, cron_file)
+    yield from misnamed_siblings(cron_dir or cron_file.parent, cron_file)
 
 
 def freshness(
@@ -345,11 +378,17 @@ def freshness(
     now: datetime,
     entry_exists: bool = True,
     last_hand_run: datetime | None = None,
+    *,
+    grace: bool = True,
 ) -> Item:
     """The local proof that cron really runs it: the state file's last scheduled run is recent.
 
     `last_run` is the last run without a terminal (cron's); a run typed by an
     operator (`last_hand_run`) proves nothing about the schedule and is only named.
+
+    With `grace` (self-test) a run not yet come in the two minutes after install
+    is a WARN. Without it (install.sh --check) it FAILs: until cron has run the
+    job once, nothing proves that it will.
     """
     name = "freshness"
     by_hand = (
@@ -358,9 +397,18 @@ def freshness(
         else ""
     )
     if not entry_exists:
+        if not grace:
+            return failed(name, "no cron entry, so cron never runs check-status", "run install.sh")
         return warned(name, "no cron entry, so nothing to prove yet", "run install.sh")
     if installed_at is not None and (last_run is None or last_run < installed_at):
         since_install = (now - installed_at).total_seconds()
+        if since_install < 120 and not grace:
+            return failed(
+                name,
+                f"cron has not run check-status yet (installed {human_duration(since_install)}"
+                " ago); wait a minute and run ./install.sh --check again",
+                "",
+            )
         if since_install < 120:
             wait = 120 - since_install
             return warned(
@@ -384,8 +432,118 @@ def freshness(
     return passed(name, f"last scheduled run {human_duration(max(age, 0))} ago")
 
 
+def state_freshness(
+    config: Config, expected_executable: Path, now: datetime, *, grace: bool = True
+) -> Item:
+    """`freshness` of the installation `config` describes, read from its state file.
+
+    The install time is the cron file's mtime (install.sh rewrites it), or the
+    executable's for a crontab entry.
+    """
+    from check_status.model import recorded_at
+    from check_status.state import StateStore
+
+    state, _problem = StateStore(config.state_file, config.state_fallback_dir).read_only()
+    last_scheduled_run = recorded_at(state.get("last_scheduled_run"))
+    last_run = recorded_at(state.get("last_run"))
+    last_hand_run = last_run if last_run != last_scheduled_run else None
+    installed_at = None
+    for marker in (Path(config.cron_file), expected_executable):
+        try:
+            # To the second, as the state file records a run: a run in the
+            # same second as the install came after it.
+            mtime = int(marker.stat().st_mtime)
+            installed_at = datetime.fromtimestamp(mtime, tz=now.tzinfo)
+            break
+        except OSError:
+            continue
+    return freshness(
+        last_scheduled_run,
+        installed_at,
+        now,
+        cron_entry_exists(Path(config.cron_file)),
+        last_hand_run,
+        grace=grace,
+    )
+
+
+def install_check(
+    env_file: Path, expected_executable: Path, now: datetime, cron_dir: Path, *, fresh: bool = True
+) -> list[Item]:
+    """What install.sh --check runs: the installation items, then freshness (FAIL, no grace).
+
+    `fresh=False` (install.sh itself, right after writing the entry) skips
+    freshness and says so in a SKIP line: cron cannot have run the job yet.
+    """
+    from check_status.config import ConfigError, load
+
+    items: list[Item] = []
+    try:
+        config = load(str(env_file))
+    except ConfigError as error:
+        items.append(failed("config", str(error), f"fix the value in {env_file}"))
+        cron_file = Path(os.environ.get("CRON_FILE") or CRON_DIR / "check-status")
+        items += verify_installation(cron_file, env_file, expected_executable, cron_dir)
+        items.append(
+            failed("freshness", "not checked: the config does not load", "fix the config first")
+        )
+        return items
+    if cron_dir.resolve() != CRON_DIR:
+        items.append(
+            warned(
+                "cron directory",
+                f"{cron_dir} stands in for {CRON_DIR} (CRON_D, for tests): "
+                f"cron itself reads only {CRON_DIR}",
+            )
+        )
+    items += verify_installation(Path(config.cron_file), env_file, expected_executable, cron_dir)
+    if fresh:
+        items.append(state_freshness(config, expected_executable, now, grace=False))
+    else:
+        items.append(
+            Item(
+                "freshness",
+                "SKIP",
+                "NOT CHECKED: cron has not had its first minute yet; "
+                "in a minute run ./install.sh --check, which fails until cron has run it",
+            )
+        )
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m check_status.installation`: install.sh --check's items, then a summary."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m check_status.installation")
+    parser.add_argument("--env-file", required=True, type=Path)
+    parser.add_argument("--expect-executable", required=True, type=Path)
+    parser.add_argument("--cron-dir", type=Path, default=CRON_DIR)
+    parser.add_argument("--no-freshness", action="store_true")
+    args = parser.parse_args(argv)
+    items = install_check(
+        args.env_file,
+        args.expect_executable,
+        datetime.now(UTC),
+        args.cron_dir,
+        fresh=not args.no_freshness,
+    )
+    for item in items:
+        print(item.line())
+    failures = sum(1 for item in items if item.result == "FAIL")
+    warnings = sum(1 for item in items if item.result == "WARN")
+    skipped = sum(1 for item in items if item.result == "SKIP")
+    passes = len(items) - failures - warnings - skipped
+    print(f"check: {failures} FAIL, {warnings} WARN, {skipped} SKIP, {passes} PASS")
+    return int(Status.CRITICAL) if failures else 0
+
+
 def worst_result(items: list[Item]) -> Status:
     results = {item.result for item in items}
     return (
         Status.CRITICAL if "FAIL" in results else Status.WARNING if "WARN" in results else Status.OK
     )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -563,7 +563,8 @@ def ping_heartbeat(url: str, report: RunReport, trouble: str | None) -> tuple[li
     try:
         ping(url, status, ping_body(report, trouble))
     except NotifyError as error:
-        code = error.code if error.code is not None else _http_status(error.reason)
+        # heartbeat.PingRefused carries the HTTP status; the reason names it too.
+        code = getattr(error, "status", None) or error.code or _http_status(error.reason)
         if code is not None and 400 <= code < 500 and code not in (408, 429):
             why = _PING_REFUSED.get(code, "the service refuses every ping")
             return [f"{error.reason}: {why}; fix HEARTBEAT_URL"], []

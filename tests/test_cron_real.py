@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -66,6 +67,16 @@ def test_cron_really_runs_the_installed_checker(tmp_path):
                 "WARN freshness: installed" in early.stdout or "PASS freshness" in early.stdout
             ), early.stdout
             assert f"FAIL misnamed cron file: {misnamed} mentions check-status" in early.stdout
+            # install.sh --check has no grace: until cron has run it, it FAILs.
+            early_check = run_install(paths, "--check")
+            if last_run(state_file) is None:
+                assert early_check.returncode != 0, early_check.stdout
+                assert re.search(
+                    r"^FAIL freshness: cron has not run check-status yet \(installed \d+s ago\);"
+                    r" wait a minute and run \./install\.sh --check again$",
+                    early_check.stdout,
+                    re.MULTILINE,
+                ), early_check.stdout
 
             deadline = time.monotonic() + 135
             while last_run(state_file) is None and time.monotonic() < deadline:
@@ -85,9 +96,14 @@ def test_cron_really_runs_the_installed_checker(tmp_path):
             )
             assert "PASS freshness: last scheduled run" in late.stdout, late.stdout
             assert "PASS cron daemon" in late.stdout
+            late_check = run_install(paths, "--check")
+            assert late_check.returncode == 0, late_check.stdout
+            assert "PASS freshness: last scheduled run" in late_check.stdout
+            assert "\nFAIL " not in "\n" + late_check.stdout
             log = Path(paths["LOG_FILE"]).read_text()
             assert log.startswith("CHECK-STATUS OK - "), log
         finally:
             misnamed.unlink(missing_ok=True)
             run_install(paths, "--uninstall", "--purge")
     assert not cron_file.exists()
+    assert not (tmp_path / "state").exists() and not (tmp_path / "venv").exists()

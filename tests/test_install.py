@@ -2,11 +2,17 @@
 installation can be silently broken, --user mode, and uninstall.
 
 These tests need root (cron.d files must be owned by root) and Debian's cron
-daemon running, as in CI (tests/run-all.sh starts it).
+daemon running, as in CI (tests/run-all.sh starts it). The temporary root's
+paths go on install.sh's command line (NAME=VALUE), never through the
+environment, and CRON_D names the temporary etc/cron.d that stands in for
+/etc/cron.d; the cron daemon never reads it, so a test that needs a scheduled
+run makes one as cron would (`run_as_cron`). tests/test_cron_real.py has the
+real daemon run the real /etc/cron.d.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -30,19 +36,60 @@ def layout(root: Path) -> dict[str, str]:
         "LOG_FILE": str(root / "var" / "log" / "check-status.log"),
         "CRON_FILE": str(root / "etc" / "cron.d" / "check-status"),
         "LOGROTATE_FILE": str(root / "etc" / "logrotate.d" / "check-status"),
+        "CRON_D": str(root / "etc" / "cron.d"),
     }
 
 
+PATH_VARIABLES = (
+    "PREFIX",
+    "BIN_DIR",
+    "CONFIG_DIR",
+    "STATE_DIR",
+    "LOG_FILE",
+    "CRON_FILE",
+    "LOGROTATE_FILE",
+    "CRON_D",
+)
+
+
 def run_install(
-    paths: dict[str, str], *args: str, home: Path | None = None
+    paths: dict[str, str],
+    *args: str,
+    home: Path | None = None,
+    environment: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHECK_STATUS", "STATE_FILE"))}
-    env.update(paths)
+    """install.sh with `paths` on its command line; `environment` is what the caller exported."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CHECK_STATUS", "STATE_FILE")) and k not in PATH_VARIABLES
+    }
+    env.update(environment or {})
     if home is not None:
         env["HOME"] = str(home)
+    assignments = [f"{k}={v}" for k, v in paths.items()]
     return subprocess.run(
-        ["bash", str(INSTALL), *args], env=env, capture_output=True, text=True, timeout=300
+        ["bash", str(INSTALL), *args, *assignments],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
+
+
+def run_as_cron(paths: dict[str, str]) -> None:
+    """One run as cron makes it: no terminal, so it counts as the scheduled run."""
+    env_file = Path(paths["CONFIG_DIR"]) / "check-status.env"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHECK_STATUS", "STATE_FILE"))}
+    subprocess.run(
+        [str(Path(paths["PREFIX"]) / "bin" / "check-status"), "run", "--env-file", str(env_file)],
+        env={**env, "CRON_FILE": paths["CRON_FILE"], "NODEOS_URL": "http://127.0.0.1:9"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+    )
+    state = json.loads((Path(paths["STATE_DIR"]) / "state.json").read_text())
+    assert state["last_scheduled_run"]["at"]
 
 
 @pytest.fixture(scope="module")
@@ -98,17 +145,26 @@ def test_fresh_install_lays_everything_out(installed):
     assert text.endswith("\n")
     assert 'SHELL=/bin/sh\nPATH=/usr/bin:/bin\nMAILTO=""\n' in text
     logrotate = Path(installed["LOGROTATE_FILE"]).read_text()
-    assert logrotate.startswith(f"{installed['LOG_FILE']} {{\n") and "rotate 8" in logrotate
+    assert logrotate.startswith(
+        f"# check-status: written by install.sh\n{installed['LOG_FILE']} {{\n"
+    )
+    assert "rotate 8" in logrotate
     assert text.splitlines()[-1] == (
         f"* * * * * root {executable} run --env-file {env_file} >> {installed['LOG_FILE']} 2>&1"
     )
 
 
 def test_check_passes_on_a_good_install(installed):
+    run_as_cron(installed)
     done = check(installed)
     assert done.returncode == 0, done.stdout
     assert "\nFAIL " not in "\n" + done.stdout
-    assert "self-test: 0 FAIL" in done.stdout
+    assert "check: 0 FAIL" in done.stdout
+    assert "PASS freshness: last scheduled run" in done.stdout
+    assert (
+        f"WARN cron directory: {installed['CRON_D']} stands in for /etc/cron.d (CRON_D, for tests)"
+        in done.stdout
+    )
     assert (
         "PASS cron command:" in done.stdout and "PASS cron daemon: cron is running" in done.stdout
     )
