@@ -441,6 +441,12 @@ def unsilence_command(
     default=None,
     help="the executable the cron entry must run (default: this installation's)",
 )
+@click.option(
+    "--cron-dir",
+    type=click.Path(file_okay=False),
+    default="/etc/cron.d",  # installation.CRON_DIR, without importing it on every run
+    hidden=True,  # for the tests' stand-in cron directory: cron itself reads only this one
+)
 @common_options
 @click.pass_context
 def self_test_command(
@@ -448,6 +454,7 @@ def self_test_command(
     send_test_sms: bool,
     install_only: bool,
     expect_executable: str | None,
+    cron_dir: str,
     env_file: str | None = None,
     verbose: bool = False,
     as_json: bool = False,
@@ -483,13 +490,17 @@ def self_test_command(
                 "fix the line or the variable it names (env file or environment)",
             )
         ]
-        items += installation_items(config, expected, now)
+        items += installation_items(config, expected, now, Path(cron_dir))
     else:
         if install_only:
-            items = list(installation_items(config, expected, now))
+            items = list(installation_items(config, expected, now, Path(cron_dir)))
         else:
             items = self_test(
-                config, now, send_test_sms=send_test_sms, expected_executable=expected
+                config,
+                now,
+                send_test_sms=send_test_sms,
+                expected_executable=expected,
+                cron_dir=Path(cron_dir),
             )
             if not any(i.name == "freshness" for i in items):
                 items.append(freshness_item(config, expected, now))

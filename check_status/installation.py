@@ -269,12 +269,30 @@ def check_env_file(path: Path | None) -> Item:
         return failed(
             name, f"{path}: {error.strerror or error}", "run install.sh, or pass --env-file PATH"
         )
-    if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
         return failed(
             name,
-            f"{path} is mode {mode:04o}: other users can read the Twilio token in it",
+            f"{path} is mode {mode:04o}: other users can change where alerts go",
             f"chmod 0600 {path}",
         )
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        # Only a file that holds a secret must be private: a 0644 file of
+        # thresholds and URLs is fine, and failing it would teach to ignore FAILs.
+        from check_status.config import secret_keys_in
+
+        try:
+            secrets = secret_keys_in(path)
+        except OSError:
+            secrets = ["TWILIO_AUTH_TOKEN"]  # cannot tell: assume the worst
+        if secrets:
+            what = "the Twilio token" if "TWILIO_AUTH_TOKEN" in secrets else "a secret"
+            return failed(
+                name,
+                f"{path} is mode {mode:04o}: other users can read {what} in it"
+                f" ({', '.join(secrets)})",
+                f"chmod 0600 {path}",
+            )
+        return passed(name, f"{path} is mode {mode:04o}; it holds no secret")
     return passed(name, f"{path} is mode {mode:04o}")
 
 

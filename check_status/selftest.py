@@ -39,15 +39,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 from check_status.config import Config
 from check_status.installation import (
+    CRON_DIR,
     Item,
-    cron_entry_exists,
     failed,
-    freshness,
     passed,
+    state_freshness,
     verify_installation,
     warned,
 )
-from check_status.model import ProbeFailure, recorded_at
+from check_status.model import ProbeFailure
 from check_status.probes.http import host_label
 
 TWILIO_CHECK_SECONDS = 10.0
@@ -69,32 +69,20 @@ def this_installation_executable() -> Path:
     return Path(sys.prefix) / "bin" / "check-status"
 
 
-def installation_items(config: Config, expected_executable: Path, now: datetime) -> Iterator[Item]:
+def installation_items(
+    config: Config, expected_executable: Path, now: datetime, cron_dir: Path = CRON_DIR
+) -> Iterator[Item]:
+    """The cron file (which must be in `cron_dir`, the one directory cron reads:
+    the tests name a stand-in), the entry, cron itself, the env file."""
     env_file = Path(config.env_file) if config.env_file else None
-    yield from verify_installation(Path(config.cron_file), env_file, expected_executable)
+    yield from verify_installation(
+        Path(config.cron_file), env_file, expected_executable, cron_dir=cron_dir
+    )
 
 
 def freshness_item(config: Config, expected_executable: Path, now: datetime) -> Item:
-    from check_status.state import StateStore
-
-    state, _problem = StateStore(config.state_file, config.state_fallback_dir).read_only()
-    last_scheduled_run = recorded_at(state.get("last_scheduled_run"))
-    last_run = recorded_at(state.get("last_run"))
-    last_hand_run = last_run if last_run != last_scheduled_run else None
-    installed_at = None
-    for marker in (Path(config.cron_file), expected_executable):
-        try:
-            installed_at = datetime.fromtimestamp(marker.stat().st_mtime, tz=now.tzinfo)
-            break
-        except OSError:
-            continue
-    return freshness(
-        last_scheduled_run,
-        installed_at,
-        now,
-        cron_entry_exists(Path(config.cron_file)),
-        last_hand_run,
-    )
+    # With the grace after an install that install.sh --check does not give.
+    return state_freshness(config, expected_executable, now, grace=True)
 
 
 def node_items(config: Config) -> Iterator[Item]:
@@ -318,7 +306,12 @@ def bounded_heartbeat_items(config: Config) -> list[Item]:
 
 
 def self_test(
-    config: Config, now: datetime, *, send_test_sms: bool, expected_executable: Path
+    config: Config,
+    now: datetime,
+    *,
+    send_test_sms: bool,
+    expected_executable: Path,
+    cron_dir: Path = CRON_DIR,
 ) -> list[Item]:
     """Every item, in a fixed order; the groups run side by side (see the module's bound)."""
     from check_status.concurrency import run_concurrently
@@ -328,7 +321,9 @@ def self_test(
         "nodeos": lambda: list(node_items(config)),
         "state directory": lambda: [state_dir_item(config)],
         "twilio": lambda: list(sms_items(config, send_test_sms)),
-        "installation": lambda: list(installation_items(config, expected_executable, now)),
+        "installation": lambda: list(
+            installation_items(config, expected_executable, now, cron_dir)
+        ),
         "freshness": lambda: [freshness_item(config, expected_executable, now)],
         "heartbeat": lambda: bounded_heartbeat_items(config),
     }

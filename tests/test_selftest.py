@@ -523,7 +523,16 @@ def sms_settings(twilio: TwilioStandIn, **extra: str) -> dict[str, str]:
 
 
 def self_test(cli, env_file: Path, *args: str) -> Result:
-    return cli("self-test", "--env-file", str(env_file), "--expect-executable", str(EXE), *args)
+    return cli(
+        "self-test",
+        "--env-file",
+        str(env_file),
+        "--expect-executable",
+        str(EXE),
+        "--cron-dir",
+        str(env_file.parent / "cron.d"),  # where `installed` writes the cron file
+        *args,
+    )
 
 
 def one_run(cli, env_file: Path, state_file: Path) -> None:
@@ -802,3 +811,32 @@ def test_straight_after_install_freshness_says_how_long_to_wait(cli, installed):
     [line] = item_lines(result.output, "freshness")
     assert line.startswith("WARN freshness: installed ")
     assert "wait " in result.output.split(line, 1)[1].splitlines()[1]
+
+
+def test_a_cron_file_outside_the_cron_directory_fails_plain_self_test(cli, installed):
+    """It once said `PASS cron file: ... has a name cron reads` for a file cron never reads."""
+    env_file = installed.write()
+    result = cli("self-test", "--env-file", str(env_file), "--expect-executable", str(EXE))
+    assert result.exit_code == 2, result.output
+    assert (
+        f"FAIL cron file: {installed.cron_file} is not in /etc/cron.d, which is the only"
+        " directory cron reads" in result.output
+    )
+
+
+def test_a_readable_env_file_fails_only_when_it_holds_a_secret(tmp_path):
+    from check_status.installation import check_env_file
+
+    plain = tmp_path / "plain.env"
+    plain.write_text("NODEOS_URL=http://127.0.0.1:8888\nHEAD_LAG_WARN_SECONDS=20\n")
+    plain.chmod(0o644)
+    secret = tmp_path / "secret.env"
+    secret.write_text("NODEOS_URL=http://127.0.0.1:8888\nTWILIO_AUTH_TOKEN=" + "ab" * 16 + "\n")
+    secret.chmod(0o644)
+    assert (
+        check_env_file(plain).line() == f"PASS env file: {plain} is mode 0644; it holds no secret"
+    )
+    item = check_env_file(secret)
+    assert item.result == "FAIL"
+    assert "other users can read the Twilio token in it (TWILIO_AUTH_TOKEN)" in item.line()
+    assert "ab" * 16 not in item.line()
