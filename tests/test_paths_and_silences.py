@@ -272,3 +272,20 @@ def test_a_check_of_the_settings_can_be_silenced_before_the_first_run(write_env,
     env_file = write_env(NODEOS_URL=nodeos.url, ENDPOINTS="https://api.example.io")
     done = run(env_file, "silence", "endpoint:api.example.io", "--for", "1h", "--reason", "move")
     assert done.returncode == 0, done.stdout
+
+
+def test_a_textfile_directory_other_users_can_write_is_refused(write_env, nodeos, tmp_path):
+    """Its owner could swap the temp file for a symlink before a chmod by name: the
+    directory is refused, and in a safe one the mode is set through the descriptor."""
+    shared = tmp_path / "textfile-shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    env_file = write_env(NODEOS_URL=nodeos.url, PROMETHEUS_TEXTFILE=shared / "check_status.prom")
+    done = run(env_file, "run", "-v")
+    assert f"the textfile directory {shared} is writable by other users" in done.stdout
+    assert list(shared.iterdir()) == []
+    safe = tmp_path / "textfile"
+    safe.mkdir(mode=0o755)
+    env_file = write_env(NODEOS_URL=nodeos.url, PROMETHEUS_TEXTFILE=safe / "check_status.prom")
+    assert run(env_file).returncode == 0
+    assert oct((safe / "check_status.prom").stat().st_mode & 0o777) == "0o644"
