@@ -1,7 +1,7 @@
 """Every answer Twilio can give is classified, and Twilio's own words are kept (cleaned).
 
 Through the real twilio client against the Twilio stand-in on loopback: make_client,
-send_sms and check_credentials, as delivery and self-test call them.
+send_sms and account_state, as delivery and self-test call them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from check_status.notify import NotifyError
 from check_status.notify.twilio_sms import (
     TWILIO_ERRORS,
     TwilioSettings,
-    check_credentials,
+    account_state,
     classify_rest_error,
     classify_twilio_error,
     make_client,
@@ -421,17 +421,17 @@ def test_an_sdk_failure_before_any_answer_is_not_an_acceptance(twilio: TwilioSta
 # --- the credential check -------------------------------------------------------------
 
 
-def test_check_credentials_uses_the_same_classification(twilio: TwilioStandIn):
-    assert check_credentials(settings_for(twilio)) == "active"
+def test_the_account_read_uses_the_same_classification(twilio: TwilioStandIn):
+    assert account_state(settings_for(twilio)) == "active"
     wrong = "0123456789abcdef" * 2
     with pytest.raises(NotifyError) as caught:
-        check_credentials(settings_for(twilio, auth_token=wrong))
+        account_state(settings_for(twilio, auth_token=wrong))
     assert (caught.value.kind, caught.value.code) == ("config", 20003)
     assert caught.value.reason.endswith("; check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
     assert wrong not in caught.value.reason
     twilio.mode = "html"
     with pytest.raises(NotifyError) as caught:
-        check_credentials(settings_for(twilio))
+        account_state(settings_for(twilio))
     assert caught.value.kind == "transient"
     assert caught.value.reason == "Twilio HTTP 502: not JSON (HTML page)"
     assert twilio.attempts == []  # nothing was sent

@@ -395,48 +395,6 @@ def classify_rest_error(
     return NotifyError(reason, kind="transient" if busy else "unknown", code=code)
 
 
-def check_credentials(settings: TwilioSettings) -> str:
-    """An authenticated read of the account, sending nothing. Returns its status.
-
-    Raises NotifyError, classified as for send_sms (a bad token is "config"), and
-    also for a 2xx that is not the account's JSON: that is not Twilio answering.
-    """
-    import requests
-    from twilio.base.exceptions import TwilioException
-
-    client = make_client(settings)
-    _forget_last_response(client)
-    try:
-        account = client.api.v2010.accounts(settings.account_sid).fetch()
-    except TwilioException as error:
-        raise _classify_answer(error, client, settings, None) from None
-    except requests.exceptions.Timeout:
-        raise NotifyError(
-            f"Twilio timed out after {settings.timeout:g}s", kind="transient"
-        ) from None
-    except requests.exceptions.RequestException as error:
-        from check_status.probes.http import describe_request_error
-
-        raise NotifyError(
-            f"Twilio unreachable: {describe_request_error(error, settings.timeout)}",
-            kind="transient",
-        ) from None
-    except AnswerUnreadable as error:
-        raise NotifyError(f"Twilio's account read failed: {error}", kind="transient") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        response = _last_response(client)
-        if response is None:
-            raise NotifyError(
-                f"Twilio client failed before any answer ({type(error).__name__})",
-                kind="unknown",
-            ) from None
-        raise NotifyError(
-            f"Twilio HTTP {response.status_code}: {_describe_body(response)}", kind="transient"
-        ) from None
-    status = getattr(account, "status", None)
-    return str(status) if status else "status unknown"
-
-
 # --- Twilio's words ------------------------------------------------------------------
 
 _SDK_PREFIX = re.compile(r"^\s*Unable to (?:create|fetch|update|delete) record\s*:?\s*")
