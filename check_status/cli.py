@@ -209,6 +209,7 @@ def run_command(
             # The same directory StateStore falls back to, by default too.
             fallback=str(fallback_dir(config.state_fallback_dir)),
             state_file=config.state_file,
+            env_file=config.env_file,
         ) as lock_note:
             report = run_once(
                 config,
@@ -277,6 +278,7 @@ def _edit_silences(
             # The same directory StateStore falls back to, by default too.
             fallback=str(fallback_dir(config.state_fallback_dir)),
             state_file=config.state_file,
+            env_file=config.env_file,
         ):
             # The same store as the runs: a silence set while the state file is
             # read-only goes into the copy they read.
@@ -351,7 +353,9 @@ def _unknown_check_patterns(config: Config, patterns: tuple[str, ...]) -> str | 
     from check_status.state import StateStore
 
     known = set(_check_names_of(config))
-    state, _problem = StateStore(config.state_file, config.state_fallback_dir).read_only()
+    state, _problem = StateStore(
+        config.state_file, config.state_fallback_dir, config.env_file
+    ).read_only()
     checks = state.get("checks")
     known |= set(checks) if isinstance(checks, dict) else set()
     for pattern in patterns:

@@ -461,7 +461,9 @@ def state_freshness(
     from check_status.model import recorded_at
     from check_status.state import StateStore
 
-    state, _problem = StateStore(config.state_file, config.state_fallback_dir).read_only()
+    state, _problem = StateStore(
+        config.state_file, config.state_fallback_dir, config.env_file
+    ).read_only()
     last_scheduled_run = recorded_at(state.get("last_scheduled_run"))
     last_run = recorded_at(state.get("last_run"))
     last_hand_run = last_run if last_run != last_scheduled_run else None

@@ -663,7 +663,7 @@ class HealthServer:
         from check_status.state import StateStore
 
         state, problem = StateStore(
-            self.config.state_file, self.config.state_fallback_dir
+            self.config.state_file, self.config.state_fallback_dir, self.config.env_file
         ).read_only()
         # Peers read this page over the network: operators' numbers stay masked.
         document = status_view.build(state, self.config, utc_now(), mask_numbers=True)

@@ -610,7 +610,10 @@ def directory_problem(directory: Path, what: str, owner_may_differ: bool = False
         info = os.stat(directory)
     except OSError:
         return None  # not there yet: made by us, private, when first needed
-    others_write = info.st_mode & 0o002 or (info.st_mode & 0o020 and info.st_gid != os.getegid())
+    # A textfile directory is often node_exporter's, group-writable by its group:
+    # our file there is set through its descriptor, so only others' write counts.
+    group_write = info.st_mode & 0o020 and info.st_gid != os.getegid() and not owner_may_differ
+    others_write = info.st_mode & 0o002 or group_write
     if others_write:
         return (
             f"the {what} directory {directory} is writable by other users"
@@ -887,6 +890,7 @@ def run_lock(
     wait_seconds: float = 0,
     fallback: str | None = None,
     state_file: str | None = None,
+    env_file: str | None = None,
 ) -> Iterator[str | None]:
     """Hold an exclusive, non-blocking flock for one run.
 
@@ -907,7 +911,7 @@ def run_lock(
     """
     path = Path(lock_path)
     note = None
-    beside = state_path_problem(state_file) if state_file else None
+    beside = state_path_problem(state_file, env_file) if state_file else None
     try:
         if beside is not None and fallback is not None:
             raise OSError(errno.EROFS, beside)

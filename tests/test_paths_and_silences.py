@@ -289,3 +289,19 @@ def test_a_textfile_directory_other_users_can_write_is_refused(write_env, nodeos
     env_file = write_env(NODEOS_URL=nodeos.url, PROMETHEUS_TEXTFILE=safe / "check_status.prom")
     assert run(env_file).returncode == 0
     assert oct((safe / "check_status.prom").stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_textfile_directory_of_node_exporters_group_is_used(
+    other_user, write_env, nodeos, tmp_path
+):
+    """node_exporter's textfile directory is often group-writable by its own group:
+    that is no reason to refuse it (our file's mode is set through its descriptor)."""
+    directory = tmp_path / "node-exporter"
+    directory.mkdir()
+    os.chown(directory, 0, other_user.pw_gid)
+    directory.chmod(0o2775)
+    env_file = write_env(NODEOS_URL=nodeos.url, PROMETHEUS_TEXTFILE=directory / "check_status.prom")
+    done = run(env_file, "run", "-v")
+    assert done.returncode == 0, done.stdout
+    assert "writable by other users" not in done.stdout
+    assert (directory / "check_status.prom").exists()
