@@ -33,9 +33,28 @@ def healthy_in_words(results: tuple[CheckResult, ...]) -> str:
 
 
 def _number(value: float | None) -> str:
+    """A plain decimal, as the plugin guidelines ask: never an exponent
+    (`{:g}` wrote 1234567.8 as 1.23457e+06, which graphers misread)."""
     if value is None:
         return ""
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        text = f"{value:.6f}".rstrip("0").rstrip(".")
+        return "0" if text in ("", "-0") else text
+    return str(value)
+
+
+def _threshold(value: float | None, metric: Metric) -> str:
+    """A threshold as a range: `15` means "outside 0..15", which a value that may
+    go below 0 (a head slightly ahead of the clock) would break; `~:15` is
+    "above 15" only. Metrics with a minimum of 0 keep the short form."""
+    if value is None:
+        return ""
+    return _number(value) if metric.minimum == 0 else f"~:{_number(value)}"
+
+
+def _label(text: str) -> str:
+    """The guidelines' label: no `=`, and a `'` written twice."""
+    return text.replace("=", "_").replace("'", "''")
 
 
 def perfdata(results: tuple[CheckResult, ...]) -> str:
@@ -49,9 +68,14 @@ def perfdata(results: tuple[CheckResult, ...]) -> str:
 
 
 def _perf_item(metric: Metric) -> str:
-    fields = [metric.warn, metric.crit, metric.minimum, metric.maximum]
-    tail = ";".join(_number(f) for f in fields).rstrip(";")
-    value = f"'{metric.perf_label}'={_number(metric.value)}{metric.uom}"
+    fields = [
+        _threshold(metric.warn, metric),
+        _threshold(metric.crit, metric),
+        _number(metric.minimum),
+        _number(metric.maximum),
+    ]
+    tail = ";".join(fields).rstrip(";")
+    value = f"'{_label(metric.perf_label or '')}'={_number(metric.value)}{metric.uom}"
     return f"{value};{tail}" if tail else value
 
 
