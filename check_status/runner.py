@@ -70,8 +70,7 @@ def worst_case_seconds(config: Config) -> float:
     the largest, 20 s. Each phase ends itself within its share; the CLI kills
     a run that still outlasts the sum, so cron runs never pile up.
     """
-    from check_status.notify.heartbeat import HEARTBEAT_TIMEOUT_SECONDS
-    from check_status.notify.twilio_sms import SEND_TIMEOUT_SECONDS
+    from check_status.notify import HEARTBEAT_TIMEOUT_SECONDS, SEND_TIMEOUT_SECONDS
 
     probes = config.http_timeout_seconds + PROBE_GRACE_SECONDS
     twilio = SEND_TIMEOUT_SECONDS + 1 if config.sms_configured else 0

@@ -17,6 +17,12 @@ the same facts as booleans, for callers written before `kind` existed.
 
 from __future__ import annotations
 
+# How long Twilio and the heartbeat may take: here, in this small module, so the
+# run's bound (runner.worst_case_seconds) is known on every cron run without
+# importing the modules that talk to them.
+SEND_TIMEOUT_SECONDS = 10
+HEARTBEAT_TIMEOUT_SECONDS = 5
+
 KINDS = ("config", "recipient", "transient", "unknown")
 
 

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from check_status.model import ProbeFailure, Status
-from check_status.notify import NotifyError
+from check_status.notify import HEARTBEAT_TIMEOUT_SECONDS, NotifyError
 from check_status.probes.http import exchange, host_label
 
-HEARTBEAT_TIMEOUT_SECONDS = 5
 # healthchecks answers "OK"; anything past this is not worth reading.
 MAX_ANSWER_BYTES = 4096
 

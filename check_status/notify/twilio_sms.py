@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from check_status.notify import NotifyError
+from check_status.notify import SEND_TIMEOUT_SECONDS, NotifyError
 
 # Twilio error code -> (class, short meaning). The class says what retrying can do:
 #   "config"    the sender or the account is wrong: every recipient fails alike
@@ -113,7 +113,6 @@ SETTING_TO_FIX: dict[int, str] = {
     30127: "TWILIO_MESSAGING_SERVICE_SID",
 }
 
-SEND_TIMEOUT_SECONDS = 10
 MAX_WORDS = 120  # Twilio's own message, as kept in a reason
 
 
