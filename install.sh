@@ -9,6 +9,14 @@
 #                              remove the cron entry, the link and the venv
 #                              (--purge also removes the env file, the state and the log);
 #                              only paths install.sh recorded in its manifest
+#   ./install.sh --token-file  also keep the Twilio auth token apart from the settings:
+#                              write it to $CONFIG_DIR/twilio-token (mode 0600) and
+#                              TWILIO_AUTH_TOKEN_FILE=that path into the env file, which
+#                              then may be 0644 for a monitoring user (nagios) to read.
+#                              The token comes from $TWILIO_AUTH_TOKEN if exported, else
+#                              from stdin (a prompt that does not echo on a terminal):
+#                                TWILIO_AUTH_TOKEN=... ./install.sh --token-file
+#                              TWILIO_AUTH_TOKEN_FILE=PATH names another path (and implies it).
 #
 # Every path can be moved with NAME=VALUE arguments (the tests install into a
 # temporary root this way): PREFIX BIN_DIR CONFIG_DIR STATE_DIR LOG_FILE CRON_FILE
@@ -18,7 +26,7 @@
 # CRON_D=DIR (command line only, for tests) stands in for /etc/cron.d in --check.
 set -euo pipefail
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 
 path_vars=(PREFIX BIN_DIR CONFIG_DIR STATE_DIR LOG_FILE CRON_FILE LOGROTATE_FILE)
 declare -A given=()
@@ -26,12 +34,20 @@ declare -A inherited=()
 action=install
 user_mode=0
 purge=0
+split_token=0
 for arg in "$@"; do
   case "$arg" in
     --user) user_mode=1 ;;
     --check) action=check ;;
     --uninstall) action=uninstall ;;
     --purge) purge=1 ;;
+    --token-file) split_token=1 ;;
+    TWILIO_AUTH_TOKEN_FILE=*) split_token=1; given[TWILIO_AUTH_TOKEN_FILE]=${arg#*=} ;;
+    TWILIO_AUTH_TOKEN=*)
+      # Any user can read a command line in ps: the token never goes on one.
+      echo "install.sh: TWILIO_AUTH_TOKEN on the command line is visible to every user in ps:" \
+        "export it (or type it at the prompt) and run: ./install.sh --token-file" >&2
+      exit 2 ;;
     -h | --help) usage; exit 0 ;;
     PREFIX=* | BIN_DIR=* | CONFIG_DIR=* | STATE_DIR=* | LOG_FILE=* | CRON_FILE=* | LOGROTATE_FILE=* | PYTHON=* | CRON_D=*)
       given[${arg%%=*}]=${arg#*=} ;;
@@ -73,6 +89,7 @@ else
 fi
 LOGROTATE_FILE=${LOGROTATE_FILE:-}
 ENV_FILE=$CONFIG_DIR/check-status.env
+TOKEN_FILE=${TWILIO_AUTH_TOKEN_FILE:-$CONFIG_DIR/twilio-token}
 EXECUTABLE=$PREFIX/bin/check-status
 # What install.sh created, one "KIND PATH" a line: all that --uninstall removes.
 MANIFEST=$CONFIG_DIR/install-manifest
@@ -83,7 +100,9 @@ USER_MARK="# check-status (managed by install.sh; other lines are left alone)"
 say() { printf 'install.sh: %s\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 
-for path in "$PREFIX" "$BIN_DIR" "$CONFIG_DIR" "$STATE_DIR" "$LOG_FILE" "$CRON_FILE" "$CRON_D"; do
+token_path=()
+if [ "$split_token" -eq 1 ]; then token_path=("$TOKEN_FILE"); fi
+for path in "$PREFIX" "$BIN_DIR" "$CONFIG_DIR" "$STATE_DIR" "$LOG_FILE" "$CRON_FILE" "$CRON_D" "${token_path[@]}"; do
   case "$path" in
     /*) ;;
     *) die "every path must be absolute; got '$path'" ;;
@@ -182,7 +201,7 @@ write_manifest() {
   tmp=$(mktemp "$CONFIG_DIR/.install-manifest.XXXXXX")
   {
     echo "$MANIFEST_HEAD"
-    for kind in venv link config-dir env state-dir log cron logrotate; do
+    for kind in venv link config-dir env token state-dir log cron logrotate; do
       if [ -n "${recorded[$kind]:-}" ]; then printf '%s %s\n' "$kind" "${recorded[$kind]}"; fi
     done
   } > "$tmp"
@@ -207,10 +226,76 @@ only_state_files() {
   done
 }
 
+# --- the token file (--token-file) -------------------------------------------
+
+token=""
+
+# The token, from the environment or stdin; never an argument of any command.
+read_token() {
+  if [ -n "${TWILIO_AUTH_TOKEN:-}" ]; then
+    token=$TWILIO_AUTH_TOKEN
+  elif [ -t 0 ]; then
+    read -r -s -p "install.sh: Twilio auth token (not shown): " token
+    echo
+  else
+    IFS= read -r token || true
+  fi
+  # Exported alongside TWILIO_AUTH_TOKEN_FILE it would be a config error in
+  # the checks below: from here on the file holds it.
+  unset TWILIO_AUTH_TOKEN
+  # Surrounding whitespace only (a pasted newline); a space inside stays, and fails.
+  token=${token#"${token%%[![:space:]]*}"}
+  token=${token%"${token##*[![:space:]]}"}
+  [[ $token =~ ^[0-9a-f]{32}$ ]] \
+    || die "the Twilio auth token must be 32 hex digits (0-9, a-f), this one has ${#token} characters: copy it again from the Twilio console"
+}
+
+write_token_file() {
+  local dir tmp
+  dir=$(dirname "$TOKEN_FILE")
+  mkdir -p "$dir"
+  # umask 077: the file is never readable by others, not even for an instant.
+  tmp=$(umask 077 && mktemp "$dir/.twilio-token.XXXXXX")
+  printf '%s\n' "$token" > "$tmp"  # printf is a builtin: no process, nothing in ps
+  chmod 0600 "$tmp"
+  if [ "$(id -u)" -eq 0 ]; then chown root:root "$tmp"; fi
+  mv -f "$tmp" "$TOKEN_FILE"
+  token=""
+  record token "$TOKEN_FILE"
+  say "wrote the Twilio auth token to $TOKEN_FILE (mode 0600)"
+}
+
+# An existing env file: its TWILIO_AUTH_TOKEN line gives way to TWILIO_AUTH_TOKEN_FILE.
+point_env_file_at_token() {
+  local tmp
+  tmp=$(umask 077 && mktemp "$CONFIG_DIR/.check-status.env.XXXXXX")
+  grep -vE '^[[:space:]]*(export[[:space:]]+)?TWILIO_AUTH_TOKEN(_FILE)?[[:space:]]*=' "$ENV_FILE" > "$tmp" || true
+  printf 'TWILIO_AUTH_TOKEN_FILE=%s\n' "$TOKEN_FILE" >> "$tmp"
+  chmod 0600 "$tmp"
+  mv -f "$tmp" "$ENV_FILE"
+}
+
+# 0644 for a monitoring user to read, only once nothing secret is left in it
+# (a heartbeat URL, a URL with a password).
+open_env_file() {
+  local secrets
+  secrets=$("$PREFIX/bin/python" -c 'import sys
+from pathlib import Path
+from check_status.config import secret_keys_in
+print(" ".join(secret_keys_in(Path(sys.argv[1]))))' "$ENV_FILE")
+  if [ -n "$secrets" ]; then
+    say "kept $ENV_FILE mode 0600: it still holds a secret ($secrets)"
+  else
+    chmod 0644 "$ENV_FILE"
+    say "$ENV_FILE is mode 0644: it holds no secret, the token is in $TOKEN_FILE"
+  fi
+}
+
 install() {
   if [ "$user_mode" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
     die "run as root for a system-wide install, or use --user"
   fi
+  if [ "$split_token" -eq 1 ]; then read_token; fi
   "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || die "$PYTHON is older than 3.11; set PYTHON=/path/to/python3.11"
   read_manifest "$MANIFEST" || true
@@ -245,16 +330,25 @@ install() {
   if [ -e "$ENV_FILE" ]; then
     say "keeping the existing $ENV_FILE"
     record env "$ENV_FILE"  # its name is ours: check-status.env
+    if [ "$split_token" -eq 1 ]; then
+      point_env_file_at_token
+      say "$ENV_FILE now names TWILIO_AUTH_TOKEN_FILE=$TOKEN_FILE instead of holding the token"
+    fi
   else
-    local tmp
+    local tmp token_setting=()
+    if [ "$split_token" -eq 1 ]; then token_setting=(--set "TWILIO_AUTH_TOKEN_FILE=$TOKEN_FILE"); fi
     tmp=$(umask 077 && mktemp "$CONFIG_DIR/.check-status.env.XXXXXX")
     "$EXECUTABLE" config-template --set "STATE_FILE=$STATE_DIR/state.json" \
-      --set "CRON_FILE=$CRON_FILE" > "$tmp"
+      --set "CRON_FILE=$CRON_FILE" "${token_setting[@]}" > "$tmp"
     chmod 0600 "$tmp"
     mv -n "$tmp" "$ENV_FILE"
     rm -f "$tmp"
     record env "$ENV_FILE"
     say "wrote $ENV_FILE (mode 0600): fill in the Twilio keys and ALERT_TO"
+  fi
+  if [ "$split_token" -eq 1 ]; then
+    write_token_file
+    open_env_file
   fi
 
   write_cron_entry
@@ -309,12 +403,13 @@ uninstall() {
     say "no install manifest at $MANIFEST: removing only what looks like check-status's at the default paths"
   fi
 
-  local cron venv link logrotate env log state config_dir
+  local cron venv link logrotate env token_file log state config_dir
   cron=$(target cron CRON_FILE "$CRON_FILE")
   venv=$(target venv PREFIX "$PREFIX")
   link=$(target link BIN_DIR "$BIN_DIR/check-status")
   logrotate=$(target logrotate LOGROTATE_FILE "$LOGROTATE_FILE")
   env=$(target env CONFIG_DIR "$ENV_FILE")
+  token_file=${recorded[token]:-}  # only ever the one install.sh wrote
   log=$(target log LOG_FILE "$LOG_FILE")
   state=$(target state-dir STATE_DIR "$STATE_DIR")
   config_dir=$(target config-dir CONFIG_DIR "$CONFIG_DIR")
@@ -339,11 +434,15 @@ uninstall() {
     say "removed $venv"
   fi
   if [ "$purge" -eq 0 ]; then
-    say "kept ${env:-the env file} and ${state:-the state} (use --purge to remove them)"
+    say "kept ${env:-the env file}${token_file:+, $token_file} and ${state:-the state} (use --purge to remove them)"
     return
   fi
   local purged=()
   if [ -n "$env" ] && [ -f "$env" ]; then rm -f "$env"; purged+=("$env"); fi
+  if [ -n "$token_file" ] && [ -f "$token_file" ]; then
+    rm -f "$token_file"
+    purged+=("$token_file")
+  fi
   if [ -n "$log" ] && [ -f "$log" ]; then
     rm -f "$log" "$log".[0-9] "$log".[0-9].gz "$log".[0-9][0-9] "$log".[0-9][0-9].gz
     purged+=("$log")

@@ -2,6 +2,7 @@
 place where exceptions become messages and Nagios exit codes.
 
     check-status [run] [-v|--json] [--dry-run]   one run, as cron does it
+    check-status nagios [-t 10] [-v]             one check, as Nagios, Icinga or NRPE runs it
     check-status status                          incidents, queued SMS, silences
     check-status silence [CHECK...] --for 2h --reason "upgrade"
     check-status unsilence [CHECK...]
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 # than this); a silence edit waits for the lock this long and 5 s more.
 RUN_DEADLINE_SECONDS = 50
 _run_bound_seconds = RUN_DEADLINE_SECONDS
+_deadline_words: str | None = None  # what the plugin mode's hard stop says instead
 
 
 def fail(message: str, status: Status = Status.UNKNOWN) -> NoReturn:
@@ -140,7 +142,7 @@ def main(ctx: click.Context, env_file: str | None, verbose: bool, as_json: bool)
 def _deadline_reached(signum: int, frame: Any) -> None:
     # os._exit: a hung thread must not be able to keep the process alive.
     line = _failure_line(
-        f"run exceeded its {_run_bound_seconds}s bound (see worst case in the README)",
+        _deadline_words or f"run exceeded its {_run_bound_seconds}s bound (see docs/alerting.md)",
         Status.UNKNOWN,
     )
     sys.stdout.write(line + "\n")
@@ -233,6 +235,103 @@ def run_command(
         click.echo(output.nagios_line(report).split(" | ")[0])
     else:
         click.echo(output.nagios_line(report))
+    sys.exit(int(report.status))
+
+
+def _exit_unknown_after(show: Callable[[click.Context], str]) -> Callable[..., None]:
+    """-h and -V exit 3, as the monitoring-plugins do: a check command mistyped as
+    `check-status nagios --help` must never read as OK in Nagios."""
+
+    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value and not ctx.resilient_parsing:
+            click.echo(show(ctx))
+            ctx.exit(int(Status.UNKNOWN))
+
+    return callback
+
+
+@main.command("nagios", add_help_option=False)
+@click.option(
+    "-t",
+    "--timeout",
+    type=click.FloatRange(min=1, max=300),
+    default=None,
+    help="seconds the whole check may take; it answers within them (default 10,"
+    " check_nrpe's default)",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="-v: what remote sides said; -vv: the settings used; -vvv: every measured value."
+    " Line one never changes",
+)
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="env file (it must be readable by the user the monitoring system runs this as)",
+)
+@click.option(
+    "-V",
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_exit_unknown_after(lambda _ctx: f"check-status {__version__}"),
+    help="print the version and exit 3",
+)
+@click.option(
+    "-h",
+    "--help",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_exit_unknown_after(lambda ctx: ctx.get_help()),
+    help="show this message and exit 3",
+)
+@click.pass_context
+def nagios_command(
+    ctx: click.Context, timeout: float | None, verbose: int, env_file: str | None
+) -> None:
+    """One check as a Nagios, Icinga, NRPE or Sensu plugin: probe, judge, print.
+
+    Never texts and never pings the heartbeat: the monitoring system notifies.
+    Keeps its own state (~/.local/state/check-status/plugin.json), so cron's
+    runs on the same node are never held up, doubled or mistaken for it.
+    Line one is `CHECK-STATUS STATE - text | perfdata`, within 1,023 bytes;
+    then one line per check.
+    """
+    from check_status import output
+    from check_status.plugin import (
+        DEFAULT_TIMEOUT_SECONDS,
+        plugin_state_file,
+        run_as_plugin,
+        settings_lines,
+    )
+
+    global _deadline_words
+    seconds = timeout if timeout is not None else DEFAULT_TIMEOUT_SECONDS
+    # The hard stop: whatever hangs, an answer leaves before the monitoring
+    # system's own timeout, which it would report as a bare "Socket timeout".
+    _deadline_words = f"no verdict within the {seconds:g}s timeout (-t); nodeos or a disk hangs"
+    signal.signal(signal.SIGALRM, _deadline_reached)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds - 0.3, 0.5))
+    try:
+        env_file = env_file or ctx.find_root().params.get("env_file")
+        # Never the token: it may sit in a root 0600 file the `nagios` user cannot open.
+        try:
+            config = load(env_file, read_secrets=False)
+        except ConfigError as error:
+            fail(f"config: {error}")
+        state_file = plugin_state_file(config)
+        report = run_as_plugin(config, utc_now(), seconds, state_file)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    lines = [output.nagios_line(report), *output.long_output(report, verbose)]
+    if verbose >= 2:
+        lines += settings_lines(config, seconds, state_file)
+    click.echo("\n".join(lines))
     sys.exit(int(report.status))
 
 

@@ -8,6 +8,7 @@ installer writes are all made from it, so they cannot drift apart.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 import socket
@@ -28,6 +29,14 @@ _SEE_TEMPLATE = "see check-status config-template for the settings"
 
 class ConfigError(Exception):
     """A setting is wrong. The message is one line: key, value given, what is expected."""
+
+
+class _InvalidValue(ConfigError):
+    """A value that does not parse; `expected` is what it should have been, alone."""
+
+    def __init__(self, message: str, expected: str) -> None:
+        super().__init__(message)
+        self.expected = expected
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ _URL_LEAD = re.compile(r"\s*(?:[A-Za-z0-9._-]+=)?(?:[A-Za-z][A-Za-z0-9+.-]*:/{0,
 
 def _fail(key: str, raw: str, expected: str, secret: bool = False) -> ConfigError:
     shown = "(hidden)" if secret else repr(_without_secrets(key, raw))
-    return ConfigError(f"{key}={shown} is not valid: expected {expected}")
+    return _InvalidValue(f"{key}={shown} is not valid: expected {expected}", expected)
 
 
 def _without_secrets(key: str, raw: str) -> str:
@@ -330,6 +339,13 @@ KEYS: tuple[Key, ...] = (
         _auth_token,
         secret=True,
     ),
+    Key(
+        "TWILIO_AUTH_TOKEN_FILE",
+        "",
+        "a file holding only the Twilio auth token, instead of TWILIO_AUTH_TOKEN: keep that"
+        " file mode 0600, and this one may be 0644 for monitoring users to read",
+        _optional_path,
+    ),
     Key("TWILIO_FROM", "", "sender: an E.164 number you own on Twilio", _optional_phone),
     Key(
         "TWILIO_MESSAGING_SERVICE_SID",
@@ -366,6 +382,12 @@ KEYS: tuple[Key, ...] = (
         _optional_url,
     ),
     Key(
+        "HEARTBEAT_URL_FILE",
+        "",
+        "a file holding only HEARTBEAT_URL, instead of it (its path is the check's secret)",
+        _optional_path,
+    ),
+    Key(
         "PEERS",
         "",
         "comma-separated name=url of other nodes' `check-status serve` (their /status is read)",
@@ -393,6 +415,17 @@ KEYS: tuple[Key, ...] = (
 
 KEYS_BY_NAME = {key.name: key for key in KEYS}
 
+# The `*_FILE` keys (the convention of systemd credentials and container
+# images): a file that holds the secret, so the env file itself can be readable
+# by a monitoring user while the secret stays private. file key -> its key.
+SECRET_FILE_KEYS = {
+    "TWILIO_AUTH_TOKEN_FILE": "TWILIO_AUTH_TOKEN",
+    "HEARTBEAT_URL_FILE": "HEARTBEAT_URL",
+}
+_SECRET_WHAT = {"TWILIO_AUTH_TOKEN": "the Twilio auth token", "HEARTBEAT_URL": "the heartbeat URL"}
+# A token is 32 characters and a URL a few hundred: a bigger file is the wrong file.
+SECRET_FILE_MAX_BYTES = 4096
+
 
 @dataclass(frozen=True)
 class Config:
@@ -417,6 +450,7 @@ class Config:
     state_fallback_dir: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_auth_token_file: str | None = None
     twilio_from: str | None = None
     twilio_messaging_service_sid: str | None = None
     alert_to: tuple[str, ...] = ()
@@ -424,16 +458,35 @@ class Config:
     alert_after: int = 2
     remind_every_minutes: int = 60
     twilio_api_base_url: str = "https://api.twilio.com"
-    heartbeat_url: str | None = None
+    heartbeat_url: str | None = field(default=None, repr=False)
+    heartbeat_url_file: str | None = None
     peers: tuple[tuple[str, str], ...] = ()
     health_cache_seconds: int = 2
     prometheus_textfile: str | None = None
     cron_file: str = "/etc/cron.d/check-status"
     env_file: str | None = None
+    # The *_FILE keys whose files were left unread (load(..., read_secrets=False)):
+    # their secret is None here although the settings give one.
+    secrets_not_read: tuple[str, ...] = ()
 
     @property
     def sms_configured(self) -> bool:
+        """The settings ask for SMS; the token may still be unread (`secrets_not_read`)."""
         return bool(self.twilio_account_sid and self.alert_to)
+
+    @property
+    def heartbeat_configured(self) -> bool:
+        """The settings ask for a heartbeat; its URL may still be unread (`secrets_not_read`)."""
+        return bool(self.heartbeat_url or self.heartbeat_url_file)
+
+    @property
+    def secret_files(self) -> dict[str, str]:
+        """The *_FILE keys set, and their paths."""
+        return {
+            name: path
+            for name in SECRET_FILE_KEYS
+            if (path := getattr(self, name.lower())) is not None
+        }
 
     @property
     def lock_file(self) -> str:
@@ -449,8 +502,19 @@ _THRESHOLD_PAIRS = (
 )
 
 
-def load_config(settings: Mapping[str, str], env_file: str | None = None) -> Config:
-    """Build a Config from raw settings. Raises ConfigError on the first bad key."""
+def load_config(
+    settings: Mapping[str, str], env_file: str | None = None, *, read_secrets: bool = True
+) -> Config:
+    """Build a Config from raw settings. Raises ConfigError on the first bad key.
+
+    `read_secrets`: with True (the default) a *_FILE key's file is read and its
+    content validated as the key it stands for (TWILIO_AUTH_TOKEN_FILE as
+    TWILIO_AUTH_TOKEN). With False, for a caller that never texts nor pings (a
+    monitoring plugin, run as a user who cannot read a root 0600 token file),
+    the file is not opened: its path is validated, every other setting is, the
+    secret is left None and the key is named in `Config.secrets_not_read`;
+    `sms_configured` and `heartbeat_configured` still say what the settings ask.
+    """
     values: dict[str, Any] = {}
     for key in KEYS:
         raw = settings.get(key.name)
@@ -463,12 +527,140 @@ def load_config(settings: Mapping[str, str], env_file: str | None = None) -> Con
                 f"{warn_key}={values[warn_key]} is not valid: expected a number below "
                 f"{crit_key}={values[crit_key]}"
             )
+    for file_key, secret_key in SECRET_FILE_KEYS.items():
+        if values[file_key] and values[secret_key]:
+            raise ConfigError(
+                f"{secret_key} and {file_key} are both set: keep one of them"
+                f" ({file_key}, to keep {_SECRET_WHAT[secret_key]} out of the env file)"
+            )
     _check_sms_settings(values)
+    # Last, once every setting is known good: a bad threshold is reported
+    # alike whether or not the secret files are read.
+    not_read = []
+    for file_key, secret_key in SECRET_FILE_KEYS.items():
+        if not values[file_key]:
+            continue
+        if read_secrets:
+            values[secret_key] = _secret_from_file(file_key, values[file_key], secret_key)
+        else:
+            not_read.append(file_key)
     names = {f.name for f in fields(Config)}
     return Config(
         env_file=env_file,
+        secrets_not_read=tuple(not_read),
         **{k.lower(): v for k, v in values.items() if k.lower() in names},
     )
+
+
+def _secret_from_file(file_key: str, path: str, secret_key: str) -> Any:
+    """The secret in `path`, validated as `secret_key` is; errors show none of it."""
+    what = _SECRET_WHAT[secret_key]
+    content = read_secret_file(file_key, path, what)
+    if not content:
+        raise ConfigError(f"{file_key} file {path} is empty: write {what} into it")
+    try:
+        return KEYS_BY_NAME[secret_key].parse(secret_key, content)
+    except _InvalidValue as error:
+        raise ConfigError(
+            f"{file_key} file {path} does not hold a valid {secret_key}: expected "
+            f"{error.expected}; write only {what} into it"
+        ) from None
+
+
+def read_secret_file(file_key: str, path: str, what: str) -> str:
+    """The text of a *_FILE key's file, stripped: a regular file of at most 4 KiB.
+
+    stat() before open(): opening a FIFO blocks until a writer comes, and a
+    device may act on being opened. O_NONBLOCK and an fstat() of what was
+    opened cover a file swapped in between. Symlinks are followed, as systemd
+    credentials and container secret mounts may be links. Raises ConfigError,
+    naming the file and the fix, never its content.
+    """
+    import stat
+
+    def unreadable(error: OSError) -> ConfigError:
+        if error.errno in (errno.EACCES, errno.EPERM):
+            return ConfigError(
+                f"{file_key} file {path} is not readable by this user{_owner_and_mode(path)}: "
+                "run check-status as its owner (cron runs it as root), or give this user "
+                f"read access (chgrp GROUP {path}; chmod 640 {path})"
+            )
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            return ConfigError(
+                f"{file_key} file {path} does not exist: write {what} into it "
+                f"(umask 077, then chmod 600 {path}), or fix {file_key}"
+            )
+        return ConfigError(
+            f"{file_key} file {path} cannot be read: {error.strerror or error}; fix it or {file_key}"
+        )
+
+    def not_a_file(mode: int) -> ConfigError:
+        kind = (
+            "directory"
+            if stat.S_ISDIR(mode)
+            else "FIFO"
+            if stat.S_ISFIFO(mode)
+            else "socket"
+            if stat.S_ISSOCK(mode)
+            else "device"
+        )
+        return ConfigError(
+            f"{file_key} file {path} is a {kind}, not a regular file: "
+            f"point {file_key} at a file holding only {what}"
+        )
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise unreadable(error) from None
+    if not stat.S_ISREG(mode):
+        raise not_a_file(mode)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as error:
+        raise unreadable(error) from None
+    try:
+        opened = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(opened):
+            raise not_a_file(opened)
+        data = os.read(descriptor, SECRET_FILE_MAX_BYTES + 1)
+    except OSError as error:
+        raise unreadable(error) from None
+    finally:
+        os.close(descriptor)
+    if len(data) > SECRET_FILE_MAX_BYTES:
+        raise ConfigError(
+            f"{file_key} file {path} is larger than {SECRET_FILE_MAX_BYTES // 1024} KiB: "
+            f"it must hold only {what}; check {file_key}"
+        )
+    # Not ASCII is counted, never shown, by the validation that follows.
+    return data.decode("utf-8", errors="replace").strip()
+
+
+def _owner_and_mode(path: str) -> str:
+    """` (mode 0600 root:root)`, or nothing when even that cannot be read."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return ""
+    return f" (mode {info.st_mode & 0o7777:04o} {owner_names(info.st_uid, info.st_gid)})"
+
+
+def owner_names(uid: int, gid: int) -> str:
+    """`user:group` by name, or by number where the name is unknown."""
+    import grp
+    import pwd
+
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = str(gid)
+    return f"{user}:{group}"
 
 
 _SMS_KEYS = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "ALERT_TO")
@@ -476,12 +668,14 @@ _SMS_KEYS = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "ALERT_TO")
 
 def _check_sms_settings(values: dict[str, Any]) -> None:
     """SMS is all or nothing: half a Twilio setup would silently text nobody."""
+    # Not TWILIO_AUTH_TOKEN_FILE: install.sh --token-file lays the token down
+    # before the operator fills in the rest; self-test WARNs until they do.
     given = [k for k in (*_SMS_KEYS, "TWILIO_FROM", "TWILIO_MESSAGING_SERVICE_SID") if values[k]]
     if not given:
         return
     needed = "SMS needs TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, ALERT_TO and a sender"
     for key in _SMS_KEYS:
-        if not values[key]:
+        if not values[key] and not values.get(f"{key}_FILE"):
             raise ConfigError(f"{key} is not set but {given[0]} is: {needed}")
     if bool(values["TWILIO_FROM"]) == bool(values["TWILIO_MESSAGING_SERVICE_SID"]):
         raise ConfigError(
@@ -739,12 +933,24 @@ def secret_keys_in(path: Path) -> list[str]:
     return found
 
 
-def load(option: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """The shell's entry point: find the env file, read it, validate everything."""
+def load(
+    option: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    read_secrets: bool = True,
+) -> Config:
+    """The shell's entry point: find the env file, read it, validate everything.
+
+    `read_secrets=False` leaves the *_FILE keys' files unopened: for a caller
+    that never texts nor pings, such as a monitoring plugin run as a user who
+    cannot read them (see `load_config`).
+    """
     environ = os.environ if environ is None else environ
     env_file, _explicit = choose_env_file(option, environ)
     settings = read_settings(env_file, environ)
-    return load_config(settings, env_file=str(env_file) if env_file else None)
+    return load_config(
+        settings, env_file=str(env_file) if env_file else None, read_secrets=read_secrets
+    )
 
 
 def template(settings: Mapping[str, str] | None = None) -> str:
@@ -756,7 +962,8 @@ def template(settings: Mapping[str, str] | None = None) -> str:
     settings = settings or {}
     lines = [
         "# check-status configuration. Values in the process environment win over this file.",
-        "# Keep this file mode 0600: it holds the Twilio auth token.",
+        "# Keep this file mode 0600 while it holds the Twilio auth token; with the token in",
+        "# TWILIO_AUTH_TOKEN_FILE (a file of mode 0600), this file may be 0644.",
         "# A commented key shows its default.",
         "",
     ]

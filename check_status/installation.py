@@ -296,6 +296,110 @@ def check_env_file(path: Path | None) -> Item:
     return passed(name, f"{path} is mode {mode:04o}")
 
 
+# --- the files that hold a secret -----------------------------------------
+
+_SECRET_FILE_NAMES = {
+    "TWILIO_AUTH_TOKEN_FILE": ("token file", "the Twilio token"),
+    "HEARTBEAT_URL_FILE": ("heartbeat URL file", "the heartbeat URL"),
+}
+
+
+def secret_file_items(config: Config) -> list[Item]:
+    """Each *_FILE key's file must be private to its owner; then who can read what.
+
+    The mode is checked even where load() did not read the file: a token others
+    can read is a leak whoever runs the check.
+    """
+    items = []
+    for key, path in config.secret_files.items():
+        name, what = _SECRET_FILE_NAMES[key]
+        try:
+            info = os.stat(path)
+        except OSError as error:
+            items.append(failed(name, f"{path}: {error.strerror or error}", f"fix {key}"))
+            continue
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            verb = "read" if mode & (stat.S_IRGRP | stat.S_IROTH) else "change"
+            items.append(
+                failed(
+                    name,
+                    f"{path} ({key}) is mode {mode:04o}: other users can {verb} {what} in it",
+                    f"chmod 600 {path}",
+                )
+            )
+        else:
+            items.append(passed(name, f"{path} ({key}) is mode {mode:04o}"))
+    readers = readers_item(config)
+    if readers is not None:
+        items.append(readers)
+    return items
+
+
+def readers_item(config: Config) -> Item | None:
+    """One line: which users can read the env file and each secret file.
+
+    So an operator sees at once whether a monitoring user (nagios) can read the
+    settings while the token stays private. By the file's own mode and owner:
+    the directories above it are not looked at.
+    """
+    from check_status.config import secret_keys_in
+
+    files: list[tuple[str, bool]] = []  # (path, holds a secret)
+    if config.env_file:
+        try:
+            holds = bool(secret_keys_in(Path(config.env_file)))
+        except OSError:
+            holds = True  # cannot tell: assume the worst
+        files.append((config.env_file, holds))
+    files += [(path, True) for path in config.secret_files.values()]
+    if not files:
+        return None
+    parts = []
+    leaking = []
+    for path, holds in files:
+        try:
+            info = os.stat(path)
+        except OSError as error:
+            parts.append(f"{path}: {error.strerror or error}")
+            continue
+        who = _who_can_read(info)
+        if holds and not who.endswith(" only"):
+            leaking.append(path)
+        parts.append(
+            f"{path} is readable by {who} ({stat.S_IMODE(info.st_mode):04o} "
+            f"{_owner_names(info.st_uid, info.st_gid)})"
+        )
+    detail = "; ".join(parts)
+    if leaking:
+        fix = f"chmod 600 {' '.join(leaking)}"
+        if config.env_file in leaking:
+            fix += (
+                "; or, for other users to read the settings, move the token into a file"
+                " of its own, named by TWILIO_AUTH_TOKEN_FILE"
+            )
+        return warned("readers", detail, fix)
+    return passed("readers", detail)
+
+
+def _who_can_read(info: os.stat_result) -> str:
+    mode = info.st_mode
+    if mode & stat.S_IROTH:
+        return "everyone"
+    owner, group = _owner_names(info.st_uid, info.st_gid).split(":", 1)
+    if mode & stat.S_IRGRP:
+        return f"{owner} and group {group}" if mode & stat.S_IRUSR else f"group {group}"
+    if mode & stat.S_IRUSR and info.st_uid != 0:
+        return f"{owner} only"
+    return "root only"
+
+
+def _owner_names(uid: int, gid: int) -> str:
+    from check_status.config import owner_names
+
+    return owner_names(uid, gid)
+
+
 def misnamed_siblings(cron_dir: Path, own_file: Path | None) -> list[Item]:
     """Other files in the cron directory that mention check-status but that cron
     would ignore: exactly the "misnamed file" of the original incident."""
@@ -517,6 +621,7 @@ def install_check(
             )
         )
     items += verify_installation(Path(config.cron_file), env_file, expected_executable, cron_dir)
+    items += secret_file_items(config)
     if fresh:
         items.append(state_freshness(config, expected_executable, now, grace=False))
     else:

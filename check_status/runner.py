@@ -303,13 +303,15 @@ def run_once(
     if store.refused:
         report = dataclasses.replace(report, state_problem=store.refused)
     if config.prometheus_textfile and acts:
-        from check_status.prometheus import render, write_textfile
+        from check_status.prometheus import render, write_problem, write_textfile
 
         try:
             write_textfile(config.prometheus_textfile, render(report, alerts.open_incidents))
         except OSError as error:
-            remark = f"cannot write {config.prometheus_textfile}: {error.strerror or error}"
-            report = dataclasses.replace(report, remarks=(*report.remarks, remark))
+            # A WARNING, not a remark: the file left behind goes stale, and the
+            # only sign in Prometheus would be an alert about a stopped checker.
+            note = write_problem(config.prometheus_textfile, error)
+            report = dataclasses.replace(report, notes=(*report.notes, note))
     return report
 
 
@@ -538,9 +540,10 @@ def ping_body(report: RunReport, trouble: str | None) -> str:
     """What the ping carries: the run's one line, as printed, without the perfdata."""
     from check_status.output import nagios_line  # output imports this module
 
-    line = nagios_line(report).partition(" | ")[0]  # the text has no '|' of its own
+    # The whole text, not line one's 1,023 bytes: the service keeps far more.
+    line = nagios_line(report, limit=MAX_PING_BODY_BYTES).partition(" | ")[0]
     if trouble:
-        line = f"{line}; {trouble}"
+        line = f"{line} / {trouble}"
     return line.encode()[:MAX_PING_BODY_BYTES].decode(errors="ignore")
 
 

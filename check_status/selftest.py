@@ -2,7 +2,8 @@
 
 One item per line, PASS, WARN or FAIL, each failure with a fix. The
 installation items (cron file, entry, daemon, env file, misnamed siblings) are
-the same code `install.sh --check` runs (see installation.py).
+the same code `install.sh --check` runs (see installation.py), and so are the
+token file's mode and the line saying who can read each file.
 
 The path to a phone is proven without sending anything: the Twilio credentials
 and an `active` account; the sender (TWILIO_FROM one of the account's
@@ -43,6 +44,7 @@ from check_status.installation import (
     Item,
     failed,
     passed,
+    secret_file_items,
     state_freshness,
     verify_installation,
     warned,
@@ -78,6 +80,7 @@ def installation_items(
     yield from verify_installation(
         Path(config.cron_file), env_file, expected_executable, cron_dir=cron_dir
     )
+    yield from secret_file_items(config)
 
 
 def freshness_item(config: Config, expected_executable: Path, now: datetime) -> Item:

@@ -88,6 +88,7 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "STATE_FALLBACK_DIR": ("fallback", "fallback"),
     "TWILIO_ACCOUNT_SID": ("AC123", "AC123"),
     "TWILIO_AUTH_TOKEN": ("too short", "(hidden)"),  # a secret is never echoed
+    "TWILIO_AUTH_TOKEN_FILE": ("twilio-token", "twilio-token"),  # a path, not the secret
     "TWILIO_FROM": ("0123456", "0123456"),
     "TWILIO_MESSAGING_SERVICE_SID": ("AC" + SID, "AC" + SID),
     "ALERT_TO": ("+14155550100,555-1234", "555-1234"),
@@ -96,6 +97,7 @@ BAD_VALUES: dict[str, tuple[str, str]] = {
     "REMIND_EVERY_MINUTES": ("-5", "-5"),
     "TWILIO_API_BASE_URL": ("api.twilio.com", "api.twilio.com"),
     "HEARTBEAT_URL": ("hc-ping.com/abc", "hc-ping.com/***"),  # the path is its token
+    "HEARTBEAT_URL_FILE": ("heartbeat-url", "heartbeat-url"),
     "CRON_FILE": ("etc/cron.d/check-status", "etc/cron.d/check-status"),
     "PEERS": ("eu1 http://10.0.0.1:8899", "eu1 http://10.0.0.1:8899"),
     "HEALTH_CACHE_SECONDS": ("2s", "2s"),

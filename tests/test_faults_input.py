@@ -182,7 +182,7 @@ def test_damaged_state_file_is_a_first_run_without_a_traceback(
         lines = done.stdout.splitlines()
         assert len(lines) == 1, done.stdout
         line = lines[0]
-        moved = "; moved to " in line
+        moved = ", moved to " in line
         if reason is EITHER:
             assert done.returncode == (1 if moved else 0), line
         elif reason is None:  # accepted: the damaged parts are dropped without a word
@@ -190,11 +190,11 @@ def test_damaged_state_file_is_a_first_run_without_a_traceback(
             assert "state file" not in line
         else:
             assert done.returncode == 1, line  # the run's status: healthy, but memory lost
-            assert re.match(r"CHECK-STATUS WARNING - \d+ checks OK; head #\d+ ", line), line
+            assert re.match(r"CHECK-STATUS WARNING - \d+ checks OK / head #\d+ ", line), line
             assert line.count("state file") == 1, line  # one clear note
-            note = f"state file {state_file} was {reason}; moved to "
+            note = f"state file {state_file} was {reason}, moved to "
             assert note in line
-            aside = Path(line.split(note, 1)[1].split("; ", 1)[0])
+            aside = Path(line.split(note, 1)[1].split(" | ", 1)[0].split(" / ", 1)[0])
             assert aside.parent == state_file.parent
             assert aside.name.startswith("state.json.corrupt-")
             assert os.path.lexists(aside)  # kept for a post-mortem
@@ -390,6 +390,8 @@ def test_misbehaving_nodeos_is_named_in_bounded_time_and_memory(
 # --- row 10: every config key given a bad value ---------------------------------
 
 BAD_VALUES = {
+    "TWILIO_AUTH_TOKEN_FILE": "relative/token",
+    "HEARTBEAT_URL_FILE": "relative/url",
     "NODE_NAME": "eu 2!",
     "NODEOS_URL": "ftp://operator:n0d3pass@127.0.0.1:8888",
     "EXPECTED_CHAIN_ID": "aca376f2",

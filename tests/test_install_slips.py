@@ -95,7 +95,7 @@ def test_a_ping_answered_404_is_a_warning_on_the_runs_own_line(
     assert result.exit_code == 1, result.output
     assert line.startswith("CHECK-STATUS WARNING - "), line
     assert (
-        f"; heartbeat to {ping_service.host} failed: HTTP 404: the check does not exist;"
+        f" / heartbeat to {ping_service.host} failed: HTTP 404: the check does not exist,"
         " fix HEARTBEAT_URL" in line
     ), line
     assert SECRET not in result.output
@@ -110,7 +110,7 @@ def test_every_refusal_names_what_to_fix(cli, nodeos, write_env, ping_service, s
     result = cli(
         "--env-file", str(write_env(NODEOS_URL=nodeos.url, HEARTBEAT_URL=ping_service.url))
     )
-    assert f"failed: HTTP {status}: {why}; fix HEARTBEAT_URL" in the_line(result.output)
+    assert f"failed: HTTP {status}: {why}, fix HEARTBEAT_URL" in the_line(result.output)
 
 
 def test_a_ping_answered_503_stays_a_remark(cli, nodeos, write_env, ping_service):
@@ -159,7 +159,7 @@ def test_the_trouble_rides_on_the_line(cli, nodeos, write_env, ping_service, tmp
     [(path, body)] = ping_service.pings
     assert path.endswith("/fail")
     assert body == the_line(result.output).partition(" | ")[0] + (
-        "; run lock unavailable, nothing texted"
+        " / run lock unavailable, nothing texted"
     )
 
 

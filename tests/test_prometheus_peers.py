@@ -52,13 +52,14 @@ def test_textfile_tracks_an_outage(cli, write_env, tmp_path):
     assert "check_status_head_lag_seconds" not in metrics  # no number is better than a made-up one
 
 
-def test_unwritable_textfile_is_a_remark_not_a_failure(cli, nodeos, write_env, tmp_path):
+def test_an_unwritable_textfile_is_a_warning_on_the_runs_own_line(cli, nodeos, write_env, tmp_path):
+    """Silent before: Prometheus alerting went blind while every run said OK."""
     env_file = write_env(
         NODEOS_URL=nodeos.url, PROMETHEUS_TEXTFILE=tmp_path / "missing-dir" / "x.prom"
     )
-    result = cli("--env-file", str(env_file), "-v")
-    assert result.exit_code == 0
-    assert "note: cannot write" in result.output
+    result = cli("--env-file", str(env_file))
+    assert result.exit_code == 1
+    assert "cannot write the Prometheus textfile" in result.output.splitlines()[0]
 
 
 @pytest.fixture

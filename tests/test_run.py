@@ -34,7 +34,7 @@ def test_healthy_node_is_ok_on_one_nagios_line(cli, nodeos, write_env):
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1
-    assert re.match(r"^CHECK-STATUS OK - \d+ checks OK; head #\d+ .* \| ", lines[0])
+    assert re.match(r"^CHECK-STATUS OK - \d+ checks OK / head #\d+ .* \| ", lines[0])
     assert "'head_lag'=" in lines[0] and "'lib_lag'=332;400;1200;0" in lines[0]
     assert re.search(r"'nodeos_response'=[\d.]+ms", lines[0])
     assert re.search(r"'disk:[^']+'=[\d.]+%;80;88;0;100", lines[0])

@@ -55,6 +55,9 @@ INSTALLATION_ITEMS = {
     "cron daemon",
     "env file",
     "misnamed cron file",
+    "token file",
+    "heartbeat URL file",
+    "readers",
 }
 
 

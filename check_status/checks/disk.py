@@ -30,12 +30,20 @@ def judge_disk(path: str, usage: DiskUsage | ProbeFailure, config: Config) -> Ch
         ),
         Metric("available_bytes", usage.available_bytes, "B", minimum=0),
     ]
+    # Exact counts, so Prometheus ratios need not come from rounded percentages.
+    # used / (used + available) is the used percent above, like df's.
+    if usage.used_bytes is not None:
+        metrics.append(Metric("used_bytes", usage.used_bytes, "B", minimum=0))
+    metrics.append(Metric("size_bytes", usage.total_bytes, "B", minimum=0))
     if usage.inodes_used_percent is not None:
         metrics.append(
             Metric(
                 "inodes_used_percent", round(usage.inodes_used_percent, 1), "%", warn, crit, 0, 100
             )
         )
+        if usage.inodes_used is not None:
+            metrics.append(Metric("inodes_used", usage.inodes_used, minimum=0))
+        metrics.append(Metric("inodes_total", usage.inodes_total, minimum=0))
     space = f"{usage.used_percent:.0f}% used, {human_bytes(usage.available_bytes)} left"
     problems = []
     if space_status is not Status.OK:

@@ -31,4 +31,8 @@ def judge_state_db(
     metric = Metric(
         "used_percent", round(percent, 1), "%", warn, crit, 0, 100, perf_label="state_db"
     )
-    return CheckResult("state_db", status, summary, (metric,))
+    exact = (
+        Metric("used_bytes", db.used_bytes, "B", minimum=0),
+        Metric("size_bytes", db.size, "B", minimum=0),
+    )
+    return CheckResult("state_db", status, summary, (metric, *exact))

@@ -17,6 +17,9 @@ class DiskUsage:
     inodes_total: int
     inodes_available: int
     inodes_used_percent: float | None  # None where the filesystem has no inode limit
+    # The exact counts behind the percentages, for Prometheus (None: not measured).
+    used_bytes: int | None = None
+    inodes_used: int | None = None
 
 
 def probe_disk(path: str) -> DiskUsage | ProbeFailure:
@@ -43,4 +46,6 @@ def probe_disk(path: str) -> DiskUsage | ProbeFailure:
         inodes_total=stats.f_files,
         inodes_available=stats.f_favail,
         inodes_used_percent=inodes_used_percent,
+        used_bytes=used_blocks * stats.f_frsize,
+        inodes_used=stats.f_files - stats.f_ffree,
     )
