@@ -194,7 +194,7 @@ def test_damaged_state_file_is_a_first_run_without_a_traceback(
             assert line.count("state file") == 1, line  # one clear note
             note = f"state file {state_file} was {reason}, moved to "
             assert note in line
-            aside = Path(line.split(note, 1)[1].split(" | ", 1)[0].split(" / ", 1)[0])
+            aside = Path(line.split(note, 1)[1].split(", ", 1)[0])
             assert aside.parent == state_file.parent
             assert aside.name.startswith("state.json.corrupt-")
             assert os.path.lexists(aside)  # kept for a post-mortem
