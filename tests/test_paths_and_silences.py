@@ -111,7 +111,7 @@ def test_a_corrupt_state_of_ours_is_still_moved_aside(write_env, nodeos, state_f
     env_file = write_env(NODEOS_URL=nodeos.url)
     done = run(env_file)
     assert done.returncode == 1
-    assert "; moved to " in one_line(done)
+    assert ", moved to " in one_line(done)
 
 
 def test_state_file_root_is_one_line_not_an_internal_error(write_env, nodeos, fallback):

@@ -188,45 +188,6 @@ def shared_dir() -> Iterator[Path]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def test_an_unreadable_token_file_fails_run_but_not_a_load_without_secrets(shared_dir, outputs):
-    secret = token_file(shared_dir, mode=0o600 if os.geteuid() == 0 else 0o000)
-    env_file = shared_dir / "check-status.env"
-    env_file.write_text(
-        f"STATE_FILE={shared_dir}/state.json\nTWILIO_ACCOUNT_SID={SID}\n"
-        f"TWILIO_AUTH_TOKEN_FILE={secret}\nTWILIO_FROM={SENDER}\nALERT_TO={GOOD}\n"
-        f"DISK_PATHS={shared_dir}\n"
-    )
-    env_file.chmod(0o644)
-    done = subprocess.run(
-        as_other_user([str(EXECUTABLE), "run", "--env-file", str(env_file)]),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-        env=clean_env(),
-    )
-    outputs += [done.stdout, done.stderr]
-    assert done.returncode == 3, done.stdout + done.stderr
-    [line] = (done.stdout + done.stderr).strip().splitlines()
-    assert f"TWILIO_AUTH_TOKEN_FILE file {secret} is not readable by this user" in line
-    assert f"chmod 640 {secret}" in line
-    probe = (
-        "from check_status.config import load\n"
-        f"config = load({str(env_file)!r}, read_secrets=False)\n"
-        "print(config.sms_configured, config.twilio_auth_token, config.secrets_not_read)\n"
-    )
-    done = subprocess.run(
-        as_other_user([sys.executable, "-c", probe]),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=clean_env(),
-    )
-    outputs += [done.stdout, done.stderr]
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "True None ('TWILIO_AUTH_TOKEN_FILE',)"
-
-
 def test_a_load_without_secrets_still_validates_everything_else(sms_env):
     env_file = sms_env(HEAD_LAG_WARN_SECONDS="abc", TWILIO_AUTH_TOKEN_FILE="twilio-token")
     with pytest.raises(ConfigError, match="HEAD_LAG_WARN_SECONDS='abc' is not valid"):
