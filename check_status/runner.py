@@ -281,6 +281,17 @@ def run_once(
         alerts.open_incidents,
         lock_problem,
     )
+    if config.prometheus_textfile and acts:
+        from check_status.prometheus import render, write_problem, write_textfile
+
+        try:
+            write_textfile(config.prometheus_textfile, render(report, alerts.open_incidents))
+        except OSError as error:
+            # A WARNING, not a remark: the file left behind goes stale, and the
+            # only sign in Prometheus would be an alert about a stopped checker.
+            # Written before the ping, so the heartbeat's body says so too.
+            note = write_problem(config.prometheus_textfile, error)
+            report = dataclasses.replace(report, notes=(*report.notes, note))
     if config.heartbeat_url and not dry_run:
         # After the save, so the ping can tell of a checker that cannot write
         # its state file or take its lock: the heartbeat service is then the
@@ -302,16 +313,6 @@ def run_once(
         )
     if store.refused:
         report = dataclasses.replace(report, state_problem=store.refused)
-    if config.prometheus_textfile and acts:
-        from check_status.prometheus import render, write_problem, write_textfile
-
-        try:
-            write_textfile(config.prometheus_textfile, render(report, alerts.open_incidents))
-        except OSError as error:
-            # A WARNING, not a remark: the file left behind goes stale, and the
-            # only sign in Prometheus would be an alert about a stopped checker.
-            note = write_problem(config.prometheus_textfile, error)
-            report = dataclasses.replace(report, notes=(*report.notes, note))
     return report
 
 

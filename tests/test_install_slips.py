@@ -358,3 +358,18 @@ def test_a_listed_state_dir_with_foreign_files_is_kept(tmp_path, cron_running):
     assert (state_dir / "notes.txt").read_text() == "mine"
     assert not (Path(paths["CONFIG_DIR"]) / "check-status.env").exists()
     assert not Path(paths["PREFIX"]).exists()
+
+
+def test_a_textfile_that_cannot_be_written_rides_on_the_ping(
+    cli, nodeos, write_env, ping_service, tmp_path
+):
+    """Prometheus alerting blind is the heartbeat's business too: its body says so."""
+    textfile = tmp_path / "missing-dir" / "check_status.prom"
+    env_file = write_env(
+        NODEOS_URL=nodeos.url, HEARTBEAT_URL=ping_service.url, PROMETHEUS_TEXTFILE=textfile
+    )
+    result = cli("--env-file", str(env_file))
+    assert result.exit_code == 1, result.output
+    [(_path, body)] = ping_service.pings
+    assert f"cannot write the Prometheus textfile {textfile}" in body
+    assert body == the_line(result.output).partition(" | ")[0]
