@@ -47,8 +47,8 @@ def worst(statuses: Iterable[Status]) -> Status:
 class Metric:
     """One number a check measured.
 
-    `perf_label` is set for the numbers that belong in Nagios perfdata; `warn`
-    and `crit` are the thresholds it was judged against.
+    `warn` and `crit` are the thresholds it was judged against. Which metrics
+    are Nagios perfdata, under which label, is output.py's (`_perf_slots`).
     """
 
     name: str
@@ -58,7 +58,6 @@ class Metric:
     crit: float | None = None
     minimum: float | None = None
     maximum: float | None = None
-    perf_label: str | None = None
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,7 @@ def judge_disk(path: str, usage: DiskUsage | ProbeFailure, config: Config) -> Ch
     space_status = level(usage.used_percent)
     inode_status = level(usage.inodes_used_percent)
     metrics = [
-        Metric(
-            "used_percent", round(usage.used_percent, 1), "%", warn, crit, 0, 100, perf_label=name
-        ),
+        Metric("used_percent", round(usage.used_percent, 1), "%", warn, crit, 0, 100),
         Metric("available_bytes", usage.available_bytes, "B", minimum=0),
     ]
     # Exact counts, so Prometheus ratios need not come from rounded percentages.

@@ -93,7 +93,6 @@ def judge_head_block(
             "s",
             config.head_lag_warn_seconds,
             config.head_lag_crit_seconds,
-            perf_label="head_lag",
         ),
         Metric("head_block_num", num),
     )

@@ -40,7 +40,6 @@ def judge_lib(
         config.lib_lag_warn_blocks,
         config.lib_lag_crit_blocks,
         minimum=0,
-        perf_label="lib_lag",
     )
     new_memory = {"num": lib, "seen_at": format_time(now), "head": head}
     stuck_for = _stuck_for(memory, lib, head, now)

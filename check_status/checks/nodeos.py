@@ -22,7 +22,6 @@ def judge_nodeos(info: ChainInfo | ProbeFailure, url: str) -> CheckResult:
                 round(info.response_ms, 1),
                 "ms",
                 minimum=0,
-                perf_label="nodeos_response",
             ),
         ),
     )

@@ -28,9 +28,7 @@ def judge_state_db(
     summary = f"{percent:.0f}% used ({human_bytes(db.used_bytes)} of {human_bytes(db.size)})"
     if status is not Status.OK:
         summary += ": raise chain-state-db-size-mb"
-    metric = Metric(
-        "used_percent", round(percent, 1), "%", warn, crit, 0, 100, perf_label="state_db"
-    )
+    metric = Metric("used_percent", round(percent, 1), "%", warn, crit, 0, 100)
     exact = (
         Metric("used_bytes", db.used_bytes, "B", minimum=0),
         Metric("size_bytes", db.size, "B", minimum=0),
