@@ -529,6 +529,50 @@ def unsilence_command(
                 )
 
 
+@main.command("ack")
+@click.argument("check", required=False)
+@click.option("--by", "who", required=True, help="your name (or number) as in ALERT_TO")
+@common_options
+@click.pass_context
+def ack_command(
+    ctx: click.Context,
+    check: str | None,
+    who: str,
+    env_file: str | None = None,
+    verbose: bool = False,
+    as_json: bool = False,
+) -> None:
+    """Acknowledge CHECK's open incident (default: every open one), as a reply ACK does.
+
+    No escalation and no call follows; reminders go to you only; the others
+    who were told get one text from the next run: `[eu2] ACK nodeos by luke`.
+    """
+    from check_status.acks import AckNotRecorded, record_acks
+    from check_status.alerting.oncall import Ack, operator_named
+
+    env_file, _verbose, as_json = _merge(ctx, env_file, verbose, as_json)
+    config = load_config(env_file)
+    operator = operator_named(config.operators, who)
+    if operator is None:
+        names = ", ".join(o.name for o in config.operators) or "nobody: ALERT_TO is empty"
+        fail(f"no operator {who!r} in ALERT_TO (the operators: {names}); nothing acknowledged")
+    now = utc_now()
+    try:
+        lines = record_acks(
+            config, [Ack(operator.number, check, now, "terminal")], now, RUN_DEADLINE_SECONDS + 5
+        )
+    except AckNotRecorded as error:
+        fail(f"{error}; nothing acknowledged")
+    done = not any(line.endswith("no open incident to acknowledge") for line in lines)
+    if as_json:
+        click.echo(json.dumps({"acknowledged": done, "lines": lines}, indent=2))
+    else:
+        for line in lines:
+            click.echo(line)
+    # Nothing to acknowledge is no error of the system: a WARNING, so a script sees it.
+    sys.exit(0 if done else int(Status.WARNING))
+
+
 @main.command("self-test")
 @click.option(
     "--send-test-sms", is_flag=True, help="also text a clearly labelled test SMS to every ALERT_TO"

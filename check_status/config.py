@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from check_status.alerting.oncall import DEFAULT_WAKING_HOURS, Operator
+
 DEFAULT_ENV_FILE = Path("/etc/check-status/check-status.env")
 ENV_FILE_VARIABLE = "CHECK_STATUS_ENV_FILE"
 # Our variables of the process environment that are not settings: the env file,
@@ -182,9 +184,70 @@ def _optional_phone(key: str, raw: str) -> str | None:
     return _phone(key, raw) if raw.strip() else None
 
 
-def _phone_list(key: str, raw: str) -> tuple[str, ...]:
-    numbers = tuple(_phone(key, item) for item in _split(raw))
-    return tuple(dict.fromkeys(numbers))  # a number listed twice is texted once
+# name:+E164@Area/City/HH:MM-HH:MM, every part but the number optional.
+_OPERATOR = re.compile(
+    r"(?:(?P<name>[A-Za-z][A-Za-z0-9_.-]{0,23})\s*:\s*)?(?P<number>\+[0-9]+)"
+    r"(?:\s*@\s*(?P<zone>[A-Za-z][A-Za-z0-9_+/-]*?)(?:/(?P<hours>\d{1,2}:\d{2}-\d{1,2}:\d{2}))?)?"
+)
+_OPERATOR_FORM = (
+    "comma-separated operators such as luke:+14155550101@America/New_York"
+    " (name, time zone and /HH:MM-HH:MM waking hours are optional; a bare +E164 is valid)"
+)
+
+
+def _operators(key: str, raw: str) -> tuple[Operator, ...]:
+    """ALERT_TO: each item a number, optionally named and placed in a time zone."""
+    from check_status.alerting.oncall import parse_hours, zone
+
+    operators: dict[str, Operator] = {}
+    names: set[str] = set()
+    for item in _split(raw):
+        found = _OPERATOR.fullmatch(item)
+        if not found:
+            raise _fail(key, item, _OPERATOR_FORM)
+        number = _phone(key, found["number"])
+        name = found["name"] or number
+        place, hours = found["zone"], found["hours"]
+        if place is not None:
+            try:
+                zone(place)
+            except ValueError:
+                raise ConfigError(
+                    f"ALERT_TO item {item!r}: unknown time zone {place!r}; use an IANA name"
+                    " such as Europe/London or Asia/Seoul (see timedatectl list-timezones)"
+                ) from None
+        waking = None
+        if hours is not None:
+            try:
+                waking = parse_hours(hours)
+            except ValueError as error:
+                raise ConfigError(f"ALERT_TO item {item!r}: expected {error}") from None
+        if number in operators:
+            continue  # a number listed twice is texted once
+        if name.lower() in names:
+            raise ConfigError(
+                f"ALERT_TO names {name!r} twice: give each operator their own name,"
+                " so an ACK says who is on it"
+            )
+        names.add(name.lower())
+        operators[number] = Operator(number, name, place, waking)
+    return tuple(operators.values())
+
+
+def _waking_hours(key: str, raw: str) -> tuple[int, int]:
+    from check_status.alerting.oncall import parse_hours
+
+    try:
+        return parse_hours(raw)
+    except ValueError as error:
+        raise _fail(key, raw, str(error)) from None
+
+
+def _call_on(key: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("WARNING", "CRITICAL", "NEVER"):
+        raise _fail(key, raw, "WARNING, CRITICAL or never")
+    return level
 
 
 def _sid(prefix: str) -> Callable[[str, str], str | None]:
@@ -353,7 +416,34 @@ KEYS: tuple[Key, ...] = (
         "sender: a Twilio messaging service (MG...), instead of TWILIO_FROM",
         _sid("MG"),
     ),
-    Key("ALERT_TO", "", "comma-separated E.164 numbers of the on-call operators", _phone_list),
+    Key(
+        "ALERT_TO",
+        "",
+        "the on-call operators, comma-separated: name:+E164@Time/Zone, each part but the"
+        " number optional (luke:+14155550101@America/New_York); /HH:MM-HH:MM after the"
+        " zone sets that operator's own waking hours",
+        _operators,
+    ),
+    Key(
+        "WAKING_HOURS",
+        "07:00-23:00",
+        "local hours in which an operator with a time zone is first in line for a new"
+        " problem (an end before the start wraps midnight)",
+        _waking_hours,
+    ),
+    Key(
+        "ESCALATE_AFTER_MINUTES",
+        "10",
+        "minutes without an ACK before the next step: the text to everyone, then a call",
+        _integer(1, 1440),
+    ),
+    Key(
+        "CALL_ON",
+        "CRITICAL",
+        "lowest status whose last step is a voice call to every operator: WARNING,"
+        " CRITICAL or never (calls need TWILIO_FROM)",
+        _call_on,
+    ),
     Key(
         "ALERT_LEVEL", "WARNING", "lowest status that is texted: WARNING or CRITICAL", _alert_level
     ),
@@ -392,6 +482,13 @@ KEYS: tuple[Key, ...] = (
         "",
         "comma-separated name=url of other nodes' `check-status serve` (their /status is read)",
         _peers,
+    ),
+    Key(
+        "TWILIO_WEBHOOK_URL",
+        "",
+        "serve: the public URL Twilio posts SMS replies to (https://node.example.io/twilio/sms);"
+        " its signature is checked against it (empty: the webhook is off)",
+        _optional_url,
     ),
     Key(
         "HEALTH_CACHE_SECONDS",
@@ -453,7 +550,12 @@ class Config:
     twilio_auth_token_file: str | None = None
     twilio_from: str | None = None
     twilio_messaging_service_sid: str | None = None
-    alert_to: tuple[str, ...] = ()
+    alert_to: tuple[str, ...] = ()  # the numbers of `operators`, in ALERT_TO's order
+    operators: tuple[Operator, ...] = ()
+    waking_hours: tuple[int, int] = DEFAULT_WAKING_HOURS
+    escalate_after_minutes: int = 10
+    call_on: str = "CRITICAL"  # or "WARNING", or "NEVER"
+    twilio_webhook_url: str | None = None
     alert_level: str = "WARNING"
     alert_after: int = 2
     remind_every_minutes: int = 60
@@ -545,9 +647,12 @@ def load_config(
         else:
             not_read.append(file_key)
     names = {f.name for f in fields(Config)}
+    operators = values["ALERT_TO"]
+    values["ALERT_TO"] = tuple(o.number for o in operators)
     return Config(
         env_file=env_file,
         secrets_not_read=tuple(not_read),
+        operators=operators,
         **{k.lower(): v for k, v in values.items() if k.lower() in names},
     )
 

@@ -69,7 +69,12 @@ def outbox_to_json(outbox: dict[str, list[Notification]]) -> dict[str, Any]:
 def enqueue(
     outbox: dict[str, list[Notification]], notifications: Sequence[Notification]
 ) -> dict[str, list[Notification]]:
-    """Queue each notification for the recipients it is addressed to (None: everyone)."""
+    """Queue each notification for the recipients it is addressed to (None: everyone).
+
+    A CALL is not a text: the run places it (see runner.place_calls), and it
+    is never queued here.
+    """
+    notifications = [n for n in notifications if n.kind is not Kind.CALL]
     return {
         recipient: _cap(
             _supersede([*notes, *(n for n in notifications if n.to is None or recipient in n.to)])
@@ -248,3 +253,59 @@ def deliver(
     answers = run_concurrently(tasks, settings.timeout + 1, answered)
     outcomes = [outcome_of(recipient, answer) for recipient, answer in answers.items()]
     return outcomes, codes
+
+
+def place_calls(
+    calls: Sequence[Notification], settings: TwilioSettings, node: str, now: datetime
+) -> list[tuple[Outcome, tuple[str, ...]]]:
+    """One voice call per operator due one, all at once, each bounded by the Twilio timeout.
+
+    Returns (outcome, the checks that call was about) per operator; the outcome
+    is "called", "pending" (tried again next run) or "failed" (for good).
+    """
+    from check_status.alerting.oncall import call_twiml
+    from check_status.concurrency import run_concurrently
+    from check_status.model import human_duration, worst
+    from check_status.notify.twilio_sms import make_client, place_call
+
+    due: dict[str, list[Notification]] = {}
+    for n in calls:
+        for r in n.to or ():
+            due.setdefault(r, []).append(n)
+
+    def about(notes: list[Notification]) -> tuple[str, str]:
+        ordered = sorted(notes, key=lambda n: n.status.severity, reverse=True)
+        first = ordered[0]
+        lasted = human_duration((now - min(n.since for n in notes)).total_seconds())
+        problems = [(n.check, n.status.name, n.summary) for n in ordered]
+        status = worst(n.status for n in notes).name
+        return call_twiml(node, problems, lasted), f"{status} {first.check}"
+
+    def call(recipient: str) -> Outcome | NotifyError:
+        twiml, what = about(due[recipient])
+        try:
+            sid = place_call(make_client(settings), settings, recipient, twiml)
+        except NotifyError as error:
+            return error
+        return Outcome(
+            recipient, "called", what, sid or "placed, but Twilio's answer had no call id"
+        )
+
+    tasks = {r: (lambda r=r: call(r)) for r in due}
+    answers = run_concurrently(tasks, settings.timeout + 1)
+    placed = []
+    for recipient, notes in due.items():
+        answer = answers.get(recipient)
+        checks = tuple(n.check for n in notes)
+        if isinstance(answer, Outcome):
+            placed.append((answer, checks))
+            continue
+        what = about(notes)[1]
+        if isinstance(answer, NotifyError):
+            result = "failed" if answer.kind == "recipient" else "pending"
+            placed.append((Outcome(recipient, result, what, answer.reason), checks))
+        else:
+            placed.append(
+                (Outcome(recipient, "pending", what, "no answer from Twilio in time"), checks)
+            )
+    return placed

@@ -201,6 +201,16 @@ def verbose_table(report: RunReport) -> str:
         lines.append(
             f"  SMS {outcome.result} to {outcome.recipient}: {outcome.body!r} ({outcome.detail})"
         )
+    for outcome in report.calls:
+        lines.append(
+            f"  call {outcome.result} to {outcome.recipient}: {outcome.body} ({outcome.detail})"
+        )
+    if report.oncall:
+        from check_status.status_view import oncall_line
+
+        lines.append("on call:")
+        for step in report.oncall:
+            lines.append(f"  {step['check']}: {oncall_line(step)}")
     lines.append(report.sms)
     for note in (*report.notes, *report.remarks):
         lines.append(f"note: {note}")
@@ -243,6 +253,11 @@ def report_json(report: RunReport) -> dict[str, Any]:
                 {"to": o.recipient, "result": o.result, "body": o.body, "detail": o.detail}
                 for o in report.deliveries
             ],
+            "calls": [
+                {"to": o.recipient, "result": o.result, "about": o.body, "detail": o.detail}
+                for o in report.calls
+            ],
+            "oncall": list(report.oncall),
         },
         "state_file": report.state_file,
     }

@@ -16,11 +16,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from check_status.alerting.rules import (
+    AlertState,
+    Kind,
+    Notification,
     Policy,
+    acknowledge,
     alert_state_from_json,
     alert_state_to_json,
+    call_failed,
     decide,
     explain,
+    oncall_view,
     refused_for_good,
 )
 from check_status.checks.chain_id import judge_chain_id
@@ -73,6 +79,8 @@ def worst_case_seconds(config: Config) -> float:
     from check_status.notify import HEARTBEAT_TIMEOUT_SECONDS, SEND_TIMEOUT_SECONDS
 
     probes = config.http_timeout_seconds + PROBE_GRACE_SECONDS
+    # Texts and calls go out at once, in the same slot; the ACK replies are
+    # read during the probes, within their timeout.
     twilio = SEND_TIMEOUT_SECONDS + 1 if config.sms_configured else 0
     heartbeat = HEARTBEAT_TIMEOUT_SECONDS if config.heartbeat_url else 0
     return probes + twilio + heartbeat + RUN_OVERHEAD_SECONDS
@@ -96,6 +104,8 @@ class RunReport:
     # file, a directory others can write to): alerting goes on from the fallback
     # copy, but the setting is wrong and stays wrong until fixed.
     state_problem: str | None = None
+    calls: tuple[Outcome, ...] = ()  # the voice calls placed (or due, in a dry run)
+    oncall: tuple[dict[str, Any], ...] = ()  # per texted incident: told, ACK, next step
 
     @property
     def status(self) -> Status:
@@ -107,7 +117,11 @@ class RunReport:
         return worst([floor, *(r.status for r in self.results)])
 
 
-def probe_everything(config: Config, memory: dict[str, Any]) -> dict[str, Any]:
+def probe_everything(
+    config: Config, memory: dict[str, Any], replies_since: datetime | None = None
+) -> dict[str, Any]:
+    """Every probe at once. With `replies_since`, the SMS replies to TWILIO_FROM
+    since then are read too, as one more probe, within the same timeout."""
     timeout = config.http_timeout_seconds
     tasks: dict[str, Callable[[], Any]] = {
         "get_info": lambda: fetch_chain_info(config.nodeos_url, timeout),
@@ -130,7 +144,40 @@ def probe_everything(config: Config, memory: dict[str, Any]) -> dict[str, Any]:
             log_memory.get("position") if isinstance(log_memory, dict) else None
         )
         tasks["nodeos_log"] = lambda: read_new_lines(config.nodeos_log, position)
+    if replies_since is not None:
+        tasks["replies"] = lambda: _read_replies(config, replies_since)
     return run_concurrently(tasks, timeout + PROBE_GRACE_SECONDS)
+
+
+def _read_replies(config: Config, since: datetime) -> Any:
+    from check_status.delivery import twilio_settings
+    from check_status.notify import NotifyError
+    from check_status.notify.twilio_sms import read_replies
+
+    settings = dataclasses.replace(twilio_settings(config), timeout=config.http_timeout_seconds)
+    try:
+        return read_replies(settings, since)
+    except NotifyError as error:
+        return error
+
+
+def replies_since(config: Config, alerts: Any) -> datetime | None:
+    """When to read SMS replies from, or None: only while an incident that was
+    texted is open and not acknowledged, and only where a reply can arrive
+    (TWILIO_FROM; a messaging service's replies come through serve's webhook)."""
+    if not (config.sms_configured and config.twilio_from and config.twilio_auth_token):
+        return None
+    from check_status.alerting.rules import ACK_CLOCK_SLACK
+
+    waiting = [
+        record.incident.paged_at
+        for record in alert_state_from_json(alerts).checks.values()
+        if record.incident is not None
+        and record.incident.paged_at is not None
+        and record.incident.acked_by is None
+        and not record.incident.silenced
+    ]
+    return min(waiting) - ACK_CLOCK_SLACK if waiting else None
 
 
 def judge_everything(
@@ -246,7 +293,7 @@ def run_once(
     memory = state.get("memory", {})
     last_saved_at = recorded_at(state.get("last_run"))
 
-    facts = probe_everything(config, memory)
+    facts = probe_everything(config, memory, replies_since(config, state.get("alerts")))
     results, new_memory = judge_everything(config, facts, memory, now)
 
     state["checks"] = track_statuses(state.get("checks", {}), results, now)
@@ -260,11 +307,17 @@ def run_once(
         state["last_scheduled_run"] = {"at": state["last_run"]["at"]}
 
     alerts = alert_operators(
-        config, state, results, now, store=store if acts else None, last_saved_at=last_saved_at
+        config,
+        state,
+        results,
+        now,
+        store=store if acts else None,
+        last_saved_at=last_saved_at,
+        replies=facts.get("replies"),
     )
     notes += alerts.notes
 
-    remarks: list[str] = []
+    remarks: list[str] = list(alerts.remarks)
     if acts:
         notes += store.problems  # alert_operators saved the state
     report = RunReport(
@@ -280,6 +333,8 @@ def run_once(
         dry_run,
         alerts.open_incidents,
         lock_problem,
+        calls=() if lock_problem else alerts.calls,
+        oncall=alerts.oncall,
     )
     if config.prometheus_textfile and acts:
         from check_status.prometheus import render, write_problem, write_textfile
@@ -318,6 +373,7 @@ def run_once(
 
 _UNSENT = {
     "failed": "failed for good",
+    "called": "placed",
     "pending": "not sent, will retry",
     "refused": "refused, will retry",
     "held": "held",
@@ -342,6 +398,58 @@ class AlertReport:
     sms: str
     notes: tuple[str, ...]
     open_incidents: int = 0
+    remarks: tuple[str, ...] = ()
+    calls: tuple[Outcome, ...] = ()
+    oncall: tuple[dict[str, Any], ...] = ()
+
+
+def oncall_policy(config: Config) -> Policy:
+    """The alerting rules' settings, with the on-call roster when SMS is set."""
+    recipients = config.alert_to if config.sms_configured else ()
+    # A call needs a number to call from: a messaging service cannot place one.
+    calls = config.call_on != "NEVER" and bool(config.twilio_from)
+    return Policy(
+        alert_level=Status[config.alert_level],
+        alert_after=config.alert_after,
+        remind_every_minutes=config.remind_every_minutes,
+        recipients=recipients,
+        operators=config.operators,
+        waking_hours=config.waking_hours,
+        escalate_after_minutes=config.escalate_after_minutes,
+        call_on=Status[config.call_on] if calls else None,
+    )
+
+
+def take_replies(
+    replies: Any, config: Config, alerts: AlertState, now: datetime, policy: Policy
+) -> tuple[AlertState, list[Notification], list[str], list[str]]:
+    """Apply the ACKs among the SMS replies read this run.
+
+    Returns the state, the ACK texts for the others, remarks (what each ACK
+    did) and notes: replies that could not be read leave the escalation going
+    although somebody may have answered, so the operator must see it.
+    """
+    if replies is None:
+        return alerts, [], [], []
+    from check_status.alerting.oncall import Ack, read_ack
+    from check_status.notify import NotifyError
+
+    if isinstance(replies, NotifyError | ProbeFailure) or not isinstance(replies, list):
+        why = getattr(replies, "reason", None) or "no answer from Twilio in time"
+        note = (
+            f"SMS replies not read ({why}): an ACK by reply is not seen, and the escalation"
+            " goes on; ACK with check-status ack CHECK --by NAME"
+        )
+        return alerts, [], [], [note]
+    acks = []
+    for reply in replies:
+        is_ack, check = read_ack(reply.body)
+        if is_ack:
+            acks.append(Ack(reply.sender, check, reply.sent_at, "sms"))
+    if not acks:
+        return alerts, [], [], []
+    alerts, texts, lines = acknowledge(alerts, acks, now, policy)
+    return alerts, texts, lines, []
 
 
 def alert_operators(
@@ -352,6 +460,7 @@ def alert_operators(
     *,
     store: StateStore | None,
     last_saved_at: datetime | None = None,
+    replies: Any = None,
 ) -> AlertReport:
     """Decide what to text, queue it per recipient, send it; update `state` in place.
 
@@ -359,16 +468,13 @@ def alert_operators(
     recipient's outcome comes back. With no `store` (a dry run, or no lock)
     nothing is sent and nothing saved.
     """
-    recipients = config.alert_to if config.sms_configured else ()
-    policy = Policy(
-        alert_level=Status[config.alert_level],
-        alert_after=config.alert_after,
-        remind_every_minutes=config.remind_every_minutes,
-        recipients=recipients,
-    )
+    policy = oncall_policy(config)
     previous = alert_state_from_json(state.get("alerts"))
+    previous, ack_texts, remarks, notes = take_replies(replies, config, previous, now, policy)
     alert_state, notifications = decide(previous, results, now, policy)
+    notifications = ack_texts + notifications
     state["alerts"] = alert_state_to_json(alert_state)
+    oncall = tuple(oncall_view(alert_state, policy, now))
     decisions = tuple(
         (
             r.name,
@@ -383,6 +489,7 @@ def alert_operators(
         if store is not None:
             store.save(state)
         return AlertReport(decisions, (), "SMS not configured", (), open_incidents)
+    calls = [n for n in notifications if n.kind is Kind.CALL]
 
     from check_status.delivery import (
         Outcome,
@@ -403,8 +510,19 @@ def alert_operators(
     state["outbox"] = outbox_to_json(outbox)
     if store is None:
         would = tuple(Outcome(r, "would send", body, "dry run") for r, body in bodies.items())
-        return AlertReport(decisions, would, "dry run: nothing sent", (), open_incidents)
-    notes: list[str] = []
+        would_call = tuple(
+            Outcome(r, "would call", n.check, "dry run") for n in calls for r in n.to or ()
+        )
+        return AlertReport(
+            decisions,
+            would,
+            "dry run: nothing sent",
+            tuple(notes),
+            open_incidents,
+            tuple(remarks),
+            would_call,
+            oncall,
+        )
     store.save(state)  # what is about to be sent is on disk before it is sent
     if store.where is None and not (last_saved_at and _fresh(now, last_saved_at)):
         # Nowhere to save, and the runs since the last save decided from the
@@ -414,6 +532,8 @@ def alert_operators(
         alert_state, notifications = decide(
             previous, results, now, dataclasses.replace(policy, alert_after=1)
         )
+        notifications = ack_texts + notifications
+        calls = [n for n in notifications if n.kind is Kind.CALL]
         outbox = enqueue(queued_before, notifications)
         bodies = render_for(config.node_name, outbox, now)
         if bodies and not _may_send_unsaved(now, last_saved_at, policy):
@@ -423,6 +543,13 @@ def alert_operators(
                 "texts go out once per REMIND_EVERY_MINUTES"
             )
             bodies = {}
+    if calls and store.where is None:
+        # A call decided but not saved would be decided, and placed, every run.
+        notes.append(
+            "calls held back: the state cannot be saved, so each run would call again;"
+            " fix the state file"
+        )
+        calls = []
 
     held = state.get("sms_held")
     if bodies and isinstance(held, dict) and held.get("settings") == sender_fingerprint(config):
@@ -477,7 +604,26 @@ def alert_operators(
             store.save(state)
 
     settled: dict[str, Outcome] = {}
+    calling = _start_calls(calls, config, now)  # at the same time as the texts
     answers, _codes = deliver(bodies, twilio_settings(config), record) if bodies else ([], {})
+    placed = calling()
+    if placed:
+        alerts_after = progress["alerts"]
+        for outcome, checks in placed:
+            if outcome.result == "called":
+                continue
+            for check in checks:
+                alerts_after = call_failed(
+                    alerts_after, outcome.recipient, check, outcome.result == "failed"
+                )
+        state["alerts"] = alert_state_to_json(alerts_after)
+        if store.where is not None:
+            store.save(state)
+        notes += [
+            f"call to {policy.name_of(o.recipient)} {_UNSENT[o.result]}: {o.detail}"
+            for o, _ in placed
+            if o.result != "called"
+        ]
     # An answer that came too late for `record` (the run's deadline) stays pending.
     outcomes = [settled.get(o.recipient, o) for o in answers]
     state["delivery_failures"] = progress["failures"]
@@ -500,7 +646,59 @@ def alert_operators(
     ]
     sent = sum(1 for o in outcomes if o.result == "sent")
     summary = f"SMS sent to {sent} of {len(outcomes)}" if outcomes else "no SMS due"
-    return AlertReport(decisions, tuple(outcomes), summary, tuple(notes), open_incidents)
+    if placed:
+        called = sum(1 for o, _ in placed if o.result == "called")
+        summary += f"; called {called} of {len(placed)}"
+    return AlertReport(
+        decisions,
+        tuple(outcomes),
+        summary,
+        tuple(notes),
+        open_incidents,
+        tuple(remarks),
+        tuple(o for o, _ in placed),
+        oncall,
+    )
+
+
+def _start_calls(
+    calls: list[Notification], config: Config, now: datetime
+) -> Callable[[], list[tuple[Outcome, tuple[str, ...]]]]:
+    """Start placing the calls in the background; the returned function waits for them.
+
+    The calls share the texts' time slot (runner.worst_case_seconds): each is
+    bounded by the same Twilio timeout, and they run at the same time.
+    """
+    if not calls:
+        return list
+    import threading
+
+    from check_status.delivery import place_calls, twilio_settings
+
+    placed: list[tuple[Outcome, tuple[str, ...]]] = []
+
+    def work() -> None:
+        try:
+            placed.extend(place_calls(calls, twilio_settings(config), config.node_name, now))
+        except Exception as error:  # every call stays due, and is tried again next run
+            from check_status.delivery import Outcome
+
+            reason = f"calls failed ({type(error).__name__})"
+            for n in calls:
+                placed.extend(
+                    (Outcome(r, "pending", n.check, reason), (n.check,)) for r in n.to or ()
+                )
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+
+    def wait() -> list[tuple[Outcome, tuple[str, ...]]]:
+        from check_status.notify import SEND_TIMEOUT_SECONDS
+
+        worker.join(SEND_TIMEOUT_SECONDS + 2)
+        return list(placed)
+
+    return wait
 
 
 def _fresh(now: datetime, last_saved_at: datetime) -> bool:

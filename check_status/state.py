@@ -404,8 +404,13 @@ _INCIDENT_DEFAULTS: dict[str, Any] = {
     "notified_status": None,
     "last_notified_at": None,
     "silenced": False,
-}
-_NOTIFICATION_DEFAULTS: dict[str, Any] = {"ended": None, "late": False}
+    "told_at": {},
+    "escalated_at": None,
+    "called": {},
+    "acked_by": None,
+    "acked_at": None,
+}  # (nor `paged_at`: missing, it means a state from before the on-call steps)
+_NOTIFICATION_DEFAULTS: dict[str, Any] = {"ended": None, "late": False, "escalated": False}
 _SILENCE_DEFAULTS: dict[str, Any] = {"end_seen": False}
 
 

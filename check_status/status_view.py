@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from check_status.alerting.rules import alert_state_from_json
+from check_status.alerting.rules import alert_state_from_json, oncall_view
 from check_status.config import Config
 from check_status.model import format_time, human_duration, recorded_at
 from check_status.remote_text import printable
@@ -36,6 +36,19 @@ def build(
     checks = state.get("checks") if isinstance(state.get("checks"), dict) else {}
     outbox = state.get("outbox") if isinstance(state.get("outbox"), dict) else {}
     incidents = []
+    from check_status.runner import oncall_policy
+
+    policy = oncall_policy(config)
+
+    def who(name: str) -> str:  # a bare number is its own name
+        return shown(name) if name.startswith("+") else name
+
+    steps = {}
+    for step in oncall_view(alerts, policy, now):
+        step["told"] = {who(n): t for n, t in step["told"].items()}
+        step["called"] = {who(n): t for n, t in step["called"].items()}
+        step["acked_by"] = who(step["acked_by"]) if step["acked_by"] else None
+        steps[step.pop("check")] = step
     for name, record in sorted(alerts.checks.items()):
         incident = record.incident
         if incident is not None:
@@ -50,6 +63,10 @@ def build(
             item = {"check": name, **incident.to_json(), "queued_for": queued_for}
             told = item.pop("told") or {}
             item["told"] = {shown(r): s for r, s in told.items()}
+            for key in ("paged_at", "told_at", "escalated_at", "called", "acked_by", "acked_at"):
+                item.pop(key, None)  # by number: shown by name in "oncall"
+            if name in steps:
+                item["oncall"] = steps[name]
             incidents.append(item)
     failures = (
         state.get("delivery_failures") if isinstance(state.get("delivery_failures"), dict) else {}
@@ -120,6 +137,23 @@ def _age(record: dict[str, Any] | None, now: datetime) -> float | None:
     return None if at is None else (now - at).total_seconds()
 
 
+def oncall_line(step: dict[str, Any]) -> str:
+    """`told luke 02:05Z; ACKed by luke 02:08Z; next: reminder to luke only at 03:08Z`."""
+
+    def hhmm(at: str | None) -> str:
+        return at[11:16] + "Z" if at and len(at) >= 16 else "?"
+
+    told = ", ".join(f"{name} {hhmm(at)}" for name, at in step["told"].items()) or "nobody"
+    words = [f"told {told}"]
+    if step["acked_by"]:
+        words.append(f"ACKed by {step['acked_by']} {hhmm(step['acked_at'])}")
+    if step["called"]:
+        words.append(f"called {', '.join(step['called'])}")
+    due = f" at {hhmm(step['due'])}" if step["due"] else ""
+    words.append(f"next: {step['next']}{due}")
+    return "; ".join(words)
+
+
 def render(view: dict[str, Any]) -> str:
     lines = []
     last = view["last_run"]
@@ -148,6 +182,9 @@ def render(view: dict[str, Any]) -> str:
         lines.append(
             f"  {item['check']} since {item['opened_at']}: {item['summary']} ({told}{silenced})"
         )
+        step = item.get("oncall")
+        if step:
+            lines.append(f"    {oncall_line(step)}")
     if view["pending_sms"]:
         lines.append("pending SMS (retried every run):")
         for recipient, item in view["pending_sms"].items():

@@ -3,8 +3,8 @@
 - ``NodeosStandIn``: answers ``/v1/chain/get_info`` and ``/v1/db_size/get`` the way nodeos
   (and the proxies in front of it) do, including the ugly failure shapes.
 - ``TwilioStandIn``: the part of Twilio's REST API that the ``twilio`` 9.x client uses to
-  send an SMS, check credentials and the account, and find the sender (IncomingPhoneNumbers,
-  Messaging Services).
+  send an SMS, list messages (inbound replies), place a voice call, check credentials and
+  the account, and find the sender (IncomingPhoneNumbers, Messaging Services).
 - ``HeartbeatStandIn``: healthchecks.io's ping and /log endpoints.
 - ``HangingServer``: accepts TCP connections and never says anything.
 - ``free_port()``: a port with nothing listening (connection refused).
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -30,7 +31,7 @@ from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 __all__ = [
     "DB_SIZE_404_FIXTURE",
@@ -693,10 +694,51 @@ _SENDER_ERRORS = {
     21703: "The Messaging Service {from} does not have a phone number available to send a message.",
     21704: "The Messaging Service {from} contains no phone numbers.",
 }
+# Calls.json: codes the Voice API answers a call request with (same placeholders). They
+# follow Twilio's error pages and the wording quoted in public reports.
+_CALL_RECIPIENT_ERRORS = {
+    13223: "The phone number you are attempting to call, {to}, is not in a valid format.",
+    13224: "The phone number you are attempting to call, {to}, is not valid.",
+    13227: "Geo Permission configuration is not permitting call to {to}",
+    21215: "Account not authorized to call {to}. Perhaps you need to enable some "
+    "international permissions: https://www.twilio.com/console/voice/calls/geo-permissions",
+    21216: "Account not allowed to call {to}",
+    21219: "The number {to} is unverified. Trial accounts may only make calls to verified numbers.",
+}
+_CALL_SENDER_ERRORS = {
+    21210: "The source phone number provided, {from}, is not yet verified for your account. "
+    "You may only make calls from phone numbers that you've verified or purchased from "
+    "Twilio.",
+}
 _ACCEPTED_HTML = (
     b"<html><head><title>201 Created</title></head>"
     b"<body><h1>Created</h1><p>Your message was queued.</p></body></html>"
 )
+
+
+def _rfc2822(dt: datetime) -> str:
+    """A date as Twilio's API sends it: "Wed, 02 Dec 2026 02:10:00 +0000", always UTC.
+
+    The SDK's ``deserialize.rfc2822_datetime`` drops the zone (``email.utils.parsedate``)
+    and labels the result UTC, so anything but UTC here would be read wrong. A naive
+    datetime is taken to be UTC already."""
+    dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return format_datetime(dt.replace(microsecond=0))
+
+
+def _date_range(value: str) -> tuple[datetime, datetime] | None:
+    """What a ``DateSent``/``DateSent<``/``DateSent>`` value covers, as [start, end): the
+    SDK sends "YYYY-MM-DD" (that day from 00:00 UTC) or "YYYY-MM-DDTHH:MM:SSZ" (that
+    second). None for anything else."""
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        try:
+            at = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return None
+        return at, at + timedelta(seconds=1)
+    return day, day + timedelta(days=1)
 
 
 def _error_body(code: int, message: str, status: int, problem_json: bool = False) -> bytes:
@@ -740,6 +782,10 @@ class _TwilioHandler(_Handler):
             rest = path[len(_ACCOUNT_PREFIX) :]
             if self.command == "POST" and rest.endswith("/Messages.json") and rest.count("/") == 1:
                 route, account_sid = "messages", unquote(rest.split("/", 1)[0])
+            elif self.command == "GET" and rest.endswith("/Messages.json") and rest.count("/") == 1:
+                route, account_sid = "message_list", unquote(rest.split("/", 1)[0])
+            elif self.command == "POST" and rest.endswith("/Calls.json") and rest.count("/") == 1:
+                route, account_sid = "calls", unquote(rest.split("/", 1)[0])
             elif self.command == "GET" and rest.endswith(".json") and "/" not in rest:
                 route, account_sid = "account", unquote(rest[: -len(".json")])
             elif (
@@ -759,8 +805,8 @@ class _TwilioHandler(_Handler):
 
         auth_ok = self._auth_ok(account_sid, cfg["auth_token"])
         record: dict[str, Any] | None = None
+        form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
         if route == "messages":
-            form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
             record = {
                 "to": form.get("To", [None])[0],
                 "from": form.get("From", [None])[0],
@@ -769,16 +815,36 @@ class _TwilioHandler(_Handler):
                 "account_sid": account_sid,
                 "auth_ok": auth_ok,
             }
+        elif route == "calls":
+            record = {
+                "to": form.get("To", [None])[0],
+                "from": form.get("From", [None])[0],
+                "twiml": form.get("Twiml", [None])[0],
+                "url": form.get("Url", [None])[0],
+                "account_sid": account_sid,
+                "auth_ok": auth_ok,
+            }
 
         query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+        if route == "message_list":
+            with standin._lock:
+                standin.listings.append({key: values[0] for key, values in query.items()})
+        now = datetime.now(UTC)
         status, body, ctype = self._answer(
-            route, account_sid, auth_ok, record, cfg, service_sid=service_sid, query=query
+            route, account_sid, auth_ok, record, cfg, service_sid=service_sid, query=query, now=now
         )
         if record is not None:
+            if route == "calls":
+                tried, accepted = standin.call_attempts, standin.calls
+            else:
+                tried, accepted = standin.attempts, standin.messages
             with standin._lock:
-                standin.attempts.append({**record, "status": status})
+                tried.append({**record, "status": status})
                 if status == 201:  # accepted, even when the answer carries no sid
-                    standin.messages.append({**record, "sid": _sid_of(body)})
+                    entry = {**record, "sid": _sid_of(body)}
+                    accepted.append(entry)
+                    if route == "messages":  # for the Messages list; not a key of entry
+                        standin._accepted_at[id(entry)] = (entry, now)
             # Accepted (recorded above) first, answered late: a client that dies or
             # times out meanwhile never learns that Twilio took the message.
             delay = cfg["slow_numbers"].get(record["to"]) if status == 201 else None
@@ -813,8 +879,10 @@ class _TwilioHandler(_Handler):
         *,
         service_sid: str = "",
         query: dict[str, list[str]] | None = None,
+        now: datetime | None = None,
     ) -> tuple[int, bytes, str]:
         mode = cfg["mode"]
+        now = now or datetime.now(UTC)
 
         def err(code: int, message: str, status: int) -> bytes:
             return _error_body(code, message, status, cfg["problem_json"])
@@ -844,6 +912,8 @@ class _TwilioHandler(_Handler):
                 "type": "Trial",
             }
             return 200, json.dumps(payload).encode(), _JSON
+        if route == "message_list":
+            return self._message_list(account_sid, query or {}, cfg, err)
         if route == "numbers":
             wanted = (query or {}).get("PhoneNumber", [""])[0]
             return 200, _numbers_page(account_sid, wanted, cfg["phone_numbers"]), _JSON
@@ -867,6 +937,8 @@ class _TwilioHandler(_Handler):
             return 200, _service_page(service_sid, key, numbers), _JSON
 
         assert record is not None
+        if route == "calls":
+            return self._call(account_sid, record, cfg, err, now)
         to = record["to"]
         if not to:
             return 400, err(21604, "A 'To' phone number is required.", 400), _JSON
@@ -899,8 +971,8 @@ class _TwilioHandler(_Handler):
             "status": "queued" if record["from"] else "accepted",
             "num_segments": "1",
             "num_media": "0",
-            "date_created": format_datetime(datetime.now(UTC)).replace("-0000", "+0000"),
-            "date_updated": format_datetime(datetime.now(UTC)).replace("-0000", "+0000"),
+            "date_created": _rfc2822(now),
+            "date_updated": _rfc2822(now),
             "date_sent": None,
             "api_version": "2010-04-01",
             "uri": f"{_ACCOUNT_PREFIX}{account_sid}/Messages/{sid}.json",
@@ -916,6 +988,164 @@ class _TwilioHandler(_Handler):
         if mode == "accepted_no_sid":
             del payload["sid"]
         return 201, json.dumps(payload).encode(), _JSON
+
+    def _call(
+        self, account_sid: str, record: dict, cfg: dict, err: Any, now: datetime
+    ) -> tuple[int, bytes, str]:
+        """POST Calls.json, after mode, route and auth passed."""
+        to, sender = record["to"], record["from"]
+        if not to:
+            return 400, err(21201, "No 'To' number is specified", 400), _JSON
+        if not sender:
+            return 400, err(21213, "No 'From' number is specified", 400), _JSON
+        if not record["twiml"] and not record["url"]:
+            return 400, err(21205, "Url parameter is required", 400), _JSON
+        code = cfg["sender_errors"].get(sender)
+        templates = {**_SENDER_ERRORS, **_CALL_SENDER_ERRORS}
+        if code is None:
+            code = cfg["call_errors"].get(to)
+            if code is None:
+                code = 21211 if to in cfg["invalid_numbers"] else cfg["recipient_errors"].get(to)
+            templates = {**_RECIPIENT_ERRORS, **_CALL_RECIPIENT_ERRORS}
+        if code is not None:
+            template = cfg["error_texts"].get(code, templates.get(code, "Error {code} for {to}"))
+            words = template.format_map({"to": to, "from": sender, "code": code})
+            return 400, err(code, words, 400), _JSON
+
+        if cfg["mode"] == "accepted_html":
+            return 201, _ACCEPTED_HTML, _HTML
+        sid = "CA" + secrets.token_hex(16)
+        uri = f"{_ACCOUNT_PREFIX}{account_sid}/Calls/{sid}"
+        payload: dict[str, Any] = {
+            "sid": sid,
+            "date_created": _rfc2822(now),
+            "date_updated": _rfc2822(now),
+            "parent_call_sid": None,
+            "account_sid": account_sid,
+            "to": to,
+            "to_formatted": to,
+            "from": sender,
+            "from_formatted": sender,
+            "phone_number_sid": None,
+            "status": "queued",
+            "start_time": None,
+            "end_time": None,
+            "duration": None,
+            "price": None,
+            "price_unit": "USD",
+            "direction": "outbound-api",
+            "answered_by": None,
+            "api_version": "2010-04-01",
+            "forwarded_from": None,
+            "group_sid": None,
+            "caller_name": None,
+            "queue_time": "0",
+            "trunk_sid": None,
+            "uri": f"{uri}.json",
+            "subresource_uris": {
+                name: f"{uri}/{name.title().replace('_', '')}.json"
+                for name in ("notifications", "recordings", "payments", "events")
+            },
+        }
+        if cfg["mode"] == "accepted_no_sid":
+            del payload["sid"]
+        return 201, json.dumps(payload).encode(), _JSON
+
+    def _message_list(
+        self, account_sid: str, query: dict[str, list[str]], cfg: dict, err: Any
+    ) -> tuple[int, bytes, str]:
+        """GET Messages.json: inbound plus accepted outbound, filtered, newest first."""
+        params = {key: values[0] for key, values in query.items()}
+        ranges: dict[str, tuple[datetime, datetime]] = {}
+        for key in ("DateSent", "DateSent<", "DateSent>"):
+            if key in params:
+                span = _date_range(params[key])
+                if span is None:
+                    msg = f"Invalid {key} value: {params[key]}"
+                    return 400, err(20001, msg, 400), _JSON
+                ranges[key] = span
+        try:
+            page_size = int(params.get("PageSize", "50"))
+        except ValueError:
+            page_size = 0
+        if not 1 <= page_size <= 1000:
+            msg = f"PageSize must be between 1 and 1000: {params.get('PageSize')}"
+            return 400, err(20001, msg, 400), _JSON
+
+        found = [_listed(account_sid, m, "inbound") for m in cfg["inbound"]]
+        found += [_listed(account_sid, m, "outbound-api") for m in cfg["messages"]]
+        kept = []
+        for when, message in found:
+            if "To" in params and message["to"] != params["To"]:
+                continue
+            if "From" in params and message["from"] != params["From"]:
+                continue
+            if "DateSent>" in ranges and when < ranges["DateSent>"][0]:
+                continue
+            if "DateSent<" in ranges and when >= ranges["DateSent<"][1]:
+                continue
+            if "DateSent" in ranges:
+                day = ranges["DateSent"][0].replace(hour=0, minute=0, second=0)
+                if not day <= when < day + timedelta(days=1):
+                    continue
+            kept.append((when, message))
+        kept.sort(key=lambda pair: pair[0], reverse=True)
+        records = [message for _, message in kept[:page_size]]
+
+        shown = {k: v for k, v in params.items() if k not in ("PageSize", "Page", "PageToken")}
+        uri = f"{_ACCOUNT_PREFIX}{account_sid}/Messages.json"
+        first = f"{uri}?{urlencode({**shown, 'PageSize': page_size, 'Page': 0})}"
+        page = {
+            "messages": records,
+            "end": max(len(records) - 1, 0),
+            "first_page_uri": first,
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": page_size,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": first,
+        }
+        return 200, json.dumps(page).encode(), _JSON
+
+
+def _listed(account_sid: str, message: dict, direction: str) -> tuple[datetime, dict]:
+    """One Message of a Messages.json list, with its date_sent (UTC) to sort by. Inbound:
+    the dicts of ``inbound``; outbound-api: those of ``messages``."""
+    when = message.get("date_sent") or datetime.now(UTC)
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    to = message.get("to") or _DEFAULT_SENDER
+    sender = message.get("from")
+    body = message.get("body") or ""
+    sid = message.get("sid")
+    if not sid:  # a hand-made inbound dict: a sid that stays the same on every listing
+        seed = f"{sender}|{to}|{body}|{when.isoformat()}".encode()
+        sid = "SM" + hashlib.md5(seed).hexdigest()
+    uri = f"{_ACCOUNT_PREFIX}{account_sid}/Messages/{sid}"
+    stamp = _rfc2822(when)
+    payload = {
+        "sid": sid,
+        "account_sid": account_sid,
+        "to": to,
+        "from": sender,
+        "messaging_service_sid": message.get("messaging_service_sid"),
+        "body": body,
+        "status": "received" if direction == "inbound" else "sent",
+        "num_segments": str(max(1, -(-len(body) // 160))),
+        "num_media": "0",
+        "date_created": stamp,
+        "date_updated": stamp,
+        "date_sent": stamp,
+        "api_version": "2010-04-01",
+        "uri": f"{uri}.json",
+        "error_code": None,
+        "error_message": None,
+        "price": None,
+        "price_unit": "USD",
+        "direction": direction,
+        "subresource_uris": {"media": f"{uri}/Media.json"},
+    }
+    return when, payload
 
 
 _SERVICES_PREFIX = "/v1/Services/"
@@ -998,7 +1228,7 @@ def _sid_of(body: bytes) -> str | None:
 
 
 class TwilioStandIn(_LoopbackHTTP):
-    """Twilio's Messages and Accounts REST endpoints, enough for the twilio 9.x client.
+    """Twilio's Messages, Calls and Accounts REST endpoints, enough for the twilio 9.x client.
 
     Pointing the real client here (checked against twilio 9.13.0)::
 
@@ -1009,12 +1239,14 @@ class TwilioStandIn(_LoopbackHTTP):
         client.region = client.edge = None  # see "environment={}" below
         client.api.base_url = standin.url  # "http://127.0.0.1:PORT", no path
         client.messages.create(to=..., from_=..., body=...)
+        client.messages.list(to=..., date_sent_after=...)  # inbound + accepted outbound
+        client.calls.create(to=..., from_=..., twiml="<Response>...</Response>")
         client.api.v2010.accounts(sid).fetch()  # credential check, sends no SMS
 
     Why ``client.api.base_url`` works: ``client.api`` is created on first access and cached
     on the client, and ``Domain.absolute_url()`` reads ``self.base_url`` on every request.
-    ``client.messages`` and ``client.api.v2010.accounts(...)`` both go through that one
-    Domain object, so the assignment redirects both, and it can be changed at any time.
+    ``client.messages``, ``client.calls`` and ``client.api.v2010.accounts(...)`` all go
+    through that one Domain object, so the assignment redirects both, and it can be changed at any time.
     Other domains (``client.messaging``, ``client.lookups``, ...) keep their real URLs.
 
     ``environment={}`` does NOT isolate the client from ``os.environ``: the constructor does
@@ -1029,7 +1261,35 @@ class TwilioStandIn(_LoopbackHTTP):
     messaging_service_sid, body, account_sid, auth_ok and status (the HTTP status sent);
     ``messages`` holds only the accepted (201) ones, with ``sid`` instead of ``status``.
     Twilio accepted those too, so the "accepted_html" and "accepted_no_sid" answers are
-    recorded in ``messages``, with ``sid`` None.
+    recorded in ``messages``, with ``sid`` None. The Messages list shows each with the
+    time it was accepted as its date_sent (kept aside, not a key of the dict).
+    ``call_attempts`` has one dict per POST to Calls.json with keys to, from, twiml, url,
+    account_sid, auth_ok and status; ``calls`` holds the accepted (201) ones, with ``sid``
+    ("CA" + 32 hex; None for "accepted_html"/"accepted_no_sid") instead of ``status``.
+    ``listings`` has one dict per GET of Messages.json (whatever its answer): the query
+    parameters as the SDK sent them, first value of each, e.g. {"To": "+15005550006",
+    "DateSent>": "2026-12-02T02:00:00Z", "PageSize": "50"} (no key for an unset filter).
+
+    Listing messages (GET Messages.json): the messages of ``inbound`` (direction
+    "inbound", status "received") plus those of ``messages`` (direction "outbound-api",
+    status "sent", date_sent when accepted), in Twilio's list shape ({"messages": [...],
+    "page": 0, "page_size": N, "next_page_uri": null, ...}: one page, so the SDK reads
+    once per list() call), newest date_sent first. Filters, as Twilio's: ``To`` and
+    ``From`` (exact), ``DateSent>`` (on or after), ``DateSent<`` (on or before),
+    ``DateSent`` (that UTC day), ``PageSize`` (1..1000, default 50; the newest N). A date
+    value is "YYYY-MM-DD" (the UTC day: ``DateSent>`` from its 00:00, ``DateSent<``
+    through its end) or "YYYY-MM-DDTHH:MM:SSZ" (that second, inclusive); anything else,
+    or a bad PageSize, is 400/20001 (the stand-in's choice). Dates are sent as Twilio
+    does, RFC 2822 in UTC ("Wed, 02 Dec 2026 02:10:00 +0000"): the SDK's
+    ``rfc2822_datetime`` ignores the zone and labels the result UTC.
+
+    Placing a call (POST Calls.json, form To, From, Twiml or Url): 201 with a Twilio Call
+    (status "queued", direction "outbound-api"). Missing To is 400/21201 "No 'To' number
+    is specified", missing From 400/21213 "No 'From' number is specified", neither Twiml
+    nor Url 400/21205 "Url parameter is required"; then ``sender_errors`` (From), then
+    ``call_errors``, ``invalid_numbers`` (21211) and ``recipient_errors`` (To), all
+    status 400, worded as for messages plus Twilio-like wording for 13223, 13224, 13227,
+    21215, 21216, 21219 and (From) 21210 (see _CALL_RECIPIENT_ERRORS).
 
     Settings:
 
@@ -1049,8 +1309,8 @@ class TwilioStandIn(_LoopbackHTTP):
     - ``mode``: "ok" | "error500" (500/20500) | "error429" (429/20429) | "html" (502 HTML
       page; the client raises TwilioRestException with code == status == 502) | "slow"
       (wait ``delay_seconds``, default 10, then answer normally; stop() ends the wait).
-      These modes apply to every route. Two more apply only to a message that would be
-      accepted (every check passed) and change only the 201 answer: "accepted_html" (201
+      These modes apply to every route. Two more apply only to a message or call that
+      would be accepted (every check passed) and change only the 201 answer: "accepted_html" (201
       with an HTML page: the SDK raises ValueError) and "accepted_no_sid" (201 JSON
       without "sid": the SDK returns a message whose sid is None).
     - ``slow_numbers``: To -> seconds. A message to that number that would be accepted is
@@ -1058,7 +1318,15 @@ class TwilioStandIn(_LoopbackHTTP):
       and its 201 answer is sent only after that many seconds; stop() ends the wait, like
       the "slow" mode, and then no answer is sent. Other numbers answer at once, so with
       concurrent sends one recipient's answer can be made late: a client killed, or timed
-      out, during the wait never learns that Twilio accepted that text.
+      out, during the wait never learns that Twilio accepted that text. Calls to that
+      number are answered late the same way.
+    - ``call_errors``: To -> Twilio code, status 400, for calls only (messages to that
+      number still go): {"+15005550001": 13224} answers "The phone number you are
+      attempting to call, +15005550001, is not valid."
+    - ``inbound``: the received messages that GET Messages.json lists, dicts with keys
+      sid, from, to, body and date_sent (a datetime; naive is UTC), as ``add_inbound``
+      makes them; a dict without sid gets one derived from its contents, to defaults to
+      +15005550006.
     - ``problem_json``: True sends every error in the RFC 9457 shape
       (type/title/status/code), which twilio >= 9.10 raises as ``TwilioServiceException``,
       NOT a subclass of ``TwilioRestException`` (both derive from ``TwilioException``).
@@ -1075,7 +1343,7 @@ class TwilioStandIn(_LoopbackHTTP):
       AlphaSenders list nothing); an unknown SID is 404/20404. None (the default): any
       MG... SID exists, with the one number +15005550006. Basic auth as the account.
 
-    Order of checks: mode, route (404/20404), auth, then To/From/Body presence
+    Order of checks for a message: mode, route (404/20404), auth, then To/From/Body presence
     (21604/21603/21602), then sender errors, then recipient errors, then 201 (after the
     ``slow_numbers`` wait, if any).
     """
@@ -1096,8 +1364,14 @@ class TwilioStandIn(_LoopbackHTTP):
         self.account_status: str = "active"
         self.phone_numbers: dict[str, dict] | None = None
         self.messaging_services: dict[str, list[str]] | None = None
+        self.call_errors: dict[str, int] = {}
+        self.inbound: list[dict] = []
         self.messages: list[dict] = []
         self.attempts: list[dict] = []
+        self.listings: list[dict] = []
+        self.calls: list[dict] = []
+        self.call_attempts: list[dict] = []
+        self._accepted_at: dict[int, tuple[dict, datetime]] = {}
         if settings:
             self.configure(**settings)
 
@@ -1132,7 +1406,30 @@ class TwilioStandIn(_LoopbackHTTP):
                     if self.messaging_services is None
                     else {k: list(v) for k, v in self.messaging_services.items()}
                 ),
+                "call_errors": dict(self.call_errors),
+                "inbound": [dict(m) for m in self.inbound],
+                "messages": [{**m, "date_sent": self._sent_at(m)} for m in self.messages],
             }
+
+    def _sent_at(self, message: dict) -> datetime | None:
+        """When an entry of ``messages`` was accepted (None: put there by hand)."""
+        entry, when = self._accepted_at.get(id(message), (None, None))
+        return when if entry is message else None
+
+    def add_inbound(
+        self, from_: str, body: str, date_sent: datetime, to: str = _DEFAULT_SENDER
+    ) -> dict:
+        """Append a message received from ``from_`` (sid "SM" + 32 hex) and return it."""
+        message = {
+            "sid": "SM" + secrets.token_hex(16),
+            "from": from_,
+            "to": to,
+            "body": body,
+            "date_sent": date_sent,
+        }
+        with self._lock:
+            self.inbound.append(message)
+        return message
 
     def wait_for_messages(self, count: int, timeout: float = 2.0) -> list[dict]:
         """Poll until at least ``count`` messages were accepted (or timeout); return a copy."""
@@ -1141,4 +1438,13 @@ class TwilioStandIn(_LoopbackHTTP):
             with self._lock:
                 if len(self.messages) >= count or time.monotonic() >= deadline:
                     return list(self.messages)
+            time.sleep(0.01)
+
+    def wait_for_calls(self, count: int, timeout: float = 2.0) -> list[dict]:
+        """Poll until at least ``count`` calls were accepted (or timeout); return a copy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if len(self.calls) >= count or time.monotonic() >= deadline:
+                    return list(self.calls)
             time.sleep(0.01)

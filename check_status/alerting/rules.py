@@ -17,6 +17,17 @@ Every rule about paging lives here, in one page:
   unreachable) is no evidence either way: it neither opens nor closes anything;
 - a silenced check is tracked but not texted; when the silence ends and the
   problem is still there, one SILENCE_ENDED text says so.
+
+And who gets each text, the on-call steps (see oncall.py for the operators):
+
+1. first in line: news of a problem goes to the operators within their waking
+   hours; if none is awake, to all of them;
+2. escalation: no ACK after ESCALATE_AFTER_MINUTES from the first text, and
+   everyone not yet told gets it, marked ESCALATED;
+3. the call: no ACK after another ESCALATE_AFTER_MINUTES, and the problem is at
+   or above CALL_ON: every operator gets a voice call, once per status;
+4. after an ACK: no escalation, no call, reminders to the one who ACKed only;
+   the RECOVERY still goes to everyone who was told.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ from check_status.alerting.flapping import (
     is_flapping,
     push_history,
 )
+from check_status.alerting.oncall import DEFAULT_WAKING_HOURS, Ack, Operator, first_in_line, matches
 from check_status.model import CheckResult, Status, format_time, parse_time
 
 
@@ -46,6 +58,8 @@ class Kind(enum.StrEnum):
     REMINDER = "REMINDER"
     RECOVERY = "RECOVERY"
     SILENCE_ENDED = "SILENCE_ENDED"
+    ACK = "ACK"  # to the others who were told: "[eu2] ACK nodeos by luke"
+    CALL = "CALL"  # a voice call, not a text: never queued in the SMS outbox
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,25 @@ class Policy:
     # notification is addressed to "everyone" and nobody is recorded as told:
     # a problem decided before the Twilio keys were filled in is then told late.
     recipients: tuple[str, ...] = ()
+    # Who each recipient is: name, time zone, waking hours. A recipient with no
+    # Operator here has no zone, so is always first in line.
+    operators: tuple[Operator, ...] = ()
+    waking_hours: tuple[int, int] = DEFAULT_WAKING_HOURS
+    escalate_after_minutes: int = 10
+    # The lowest status whose last step is a voice call; None: never call
+    # (CALL_ON=never, or no TWILIO_FROM to call from). The settings' default
+    # is CRITICAL (config.CALL_ON); a Policy built by hand calls only if asked.
+    call_on: Status | None = None
+
+    def roster(self) -> tuple[Operator, ...]:
+        """One Operator per recipient, in ALERT_TO's order."""
+        known = {o.number: o for o in self.operators}
+        return tuple(known.get(r, Operator(r, r)) for r in self.recipients)
+
+    def name_of(self, number: str | None) -> str:
+        if number is None:
+            return "nobody"
+        return next((o.name for o in self.operators if o.number == number), number)
 
 
 @dataclass(frozen=True)
@@ -74,6 +107,9 @@ class Notification:
     # A PROBLEM for a recipient who missed the first one (keys set late, a
     # number added or fixed mid-incident): the text says since when.
     late: bool = False
+    # A PROBLEM sent at the escalation step, to those not told first: it says
+    # for how long nobody has acknowledged it.
+    escalated: bool = False
 
     @property
     def lasted_seconds(self) -> float:
@@ -89,6 +125,7 @@ class Notification:
             "at": format_time(self.at),
             "ended": format_time(self.ended) if self.ended else None,
             "late": self.late,
+            "escalated": self.escalated,
         }
 
     @classmethod
@@ -102,6 +139,7 @@ class Notification:
             parse_time(data["at"]),
             parse_time(data["ended"]) if data.get("ended") else None,
             late=bool(data.get("late", False)),
+            escalated=bool(data.get("escalated", False)),
         )
 
 
@@ -171,9 +209,27 @@ class Incident:
     # and no RECOVERY. None: a state written before this was recorded, read as
     # "every recipient was told", so an upgrade texts nobody twice.
     told: dict[str, str] | None = field(default_factory=dict)
+    # The on-call steps. paged_at: the first text, from which escalation counts.
+    # told_at: per recipient, when they were first told. called: per recipient,
+    # the status of the call placed (or FAILED). acked_by: the number that ACKed.
+    paged_at: datetime | None = None
+    told_at: dict[str, datetime] = field(default_factory=dict)
+    escalated_at: datetime | None = None
+    called: dict[str, str] = field(default_factory=dict)
+    acked_by: str | None = None
+    acked_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
+        def at(value: datetime | None) -> str | None:
+            return format_time(value) if value else None
+
         return {
+            "paged_at": at(self.paged_at),
+            "told_at": {r: format_time(t) for r, t in self.told_at.items()},
+            "escalated_at": at(self.escalated_at),
+            "called": self.called,
+            "acked_by": self.acked_by,
+            "acked_at": at(self.acked_at),
             "opened_at": format_time(self.opened_at),
             "notified_status": self.notified_status.name if self.notified_status else None,
             "last_notified_at": format_time(self.last_notified_at)
@@ -254,11 +310,16 @@ def _address(
 ) -> tuple[CheckRecord, list[Notification]]:
     """Who gets this check's news, per recipient, and who has now been told.
 
-    - news of a problem (PROBLEM, ESCALATION, SILENCE_ENDED) goes to everyone;
-    - a REMINDER goes to those told; anyone not told gets a late PROBLEM instead;
-    - with no news due, a recipient never told of an open incident that was
-      texted (keys set late, a number added to ALERT_TO) gets a late PROBLEM;
-      one Twilio refused for good is retried only with the reminders;
+    - news of a problem (PROBLEM, ESCALATION, SILENCE_ENDED) goes to those
+      first in line and anyone already told; once escalated, to everyone;
+      once acknowledged, to the one who ACKed;
+    - a REMINDER goes to those told (after an ACK, to the one who ACKed); a
+      recipient now due to know who was never told gets a late PROBLEM instead;
+    - with no news due, a recipient due to know of an open incident that was
+      texted (keys set late, a number added to ALERT_TO, someone whose waking
+      hours began) gets a late PROBLEM; one Twilio refused for good is retried
+      only with the reminders;
+    - the escalation and the call follow (see `_escalate`);
     - a RECOVERY goes only to those told of the problem.
     """
     recipients = policy.recipients
@@ -272,23 +333,48 @@ def _address(
     if incident is None:
         return record, [note] if note is not None else []
     told = _told(incident, recipients)
+    told_at = {r: t for r, t in incident.told_at.items() if r in recipients}
+    acker = incident.acked_by
     addressed: list[Notification] = []
+
+    def mark(to: Iterable[str], status: Status) -> None:
+        for r in to:
+            told[r] = _higher_name(told.get(r), status)
+            told_at.setdefault(r, now)
+
+    in_line = set(first_in_line(policy.roster(), now, policy.waking_hours))
+
+    def due_to_know(r: str) -> bool:
+        return acker is None and (incident.escalated_at is not None or r in in_line)
+
     late: tuple[str, ...] = ()
     if note is not None and note.kind in NEWS_OF_A_PROBLEM:
-        addressed.append(replace(note, to=recipients))
-        for r in recipients:
-            told[r] = _higher_name(told.get(r), note.status)
+        if acker is not None:
+            to = (acker,) if acker in recipients else tuple(told)
+        else:
+            to = tuple(r for r in recipients if r in told or due_to_know(r))
+        if to:
+            addressed.append(replace(note, to=to))
+        mark(to, note.status)
+        incident = replace(incident, paged_at=incident.paged_at or now)
     elif note is not None:  # a REMINDER
-        reminded = tuple(r for r in recipients if told.get(r, FAILED) != FAILED)
+        if acker is not None:
+            reminded: tuple[str, ...] = (acker,) if acker in recipients else ()
+        else:
+            reminded = tuple(r for r in recipients if told.get(r, FAILED) != FAILED)
         if reminded:
             addressed.append(replace(note, to=reminded))
-        late = tuple(r for r in recipients if r not in reminded)
+        late = tuple(
+            r
+            for r in recipients
+            if r not in reminded and (told.get(r) == FAILED or r not in told) and due_to_know(r)
+        )
     elif (
         incident.notified_status is not None
         and not incident.silenced
         and _is_problem(result, policy)
     ):
-        late = tuple(r for r in recipients if r not in told)
+        late = tuple(r for r in recipients if r not in told and due_to_know(r))
     if late:
         addressed.append(
             Notification(
@@ -304,7 +390,77 @@ def _address(
         )
         for r in late:
             told[r] = _higher_name(None if told.get(r) == FAILED else told.get(r), result.status)
-    return replace(record, incident=replace(incident, told=told)), addressed
+            told_at.setdefault(r, now)
+    incident = replace(incident, told=told, told_at=told_at)
+    incident, stepped = _escalate(incident, record, result, now, policy)
+    return replace(record, incident=incident), addressed + stepped
+
+
+def _escalate(
+    incident: Incident, record: CheckRecord, result: CheckResult, now: datetime, policy: Policy
+) -> tuple[Incident, list[Notification]]:
+    """Steps 2 and 3 of an unacknowledged incident: escalation, then the call.
+
+    Each is due ESCALATE_AFTER_MINUTES after the step before it, and only while
+    the check still fails: an incident on its way to recovery wakes nobody.
+    """
+    if (
+        incident.acked_by is not None
+        or incident.paged_at is None
+        or incident.silenced
+        or not _is_problem(result, policy)
+    ):
+        return incident, []
+    wait = timedelta(minutes=policy.escalate_after_minutes)
+    since = record.problem_since or incident.opened_at
+    stepped: list[Notification] = []
+    if incident.escalated_at is None:
+        if now < incident.paged_at + wait:
+            return incident, []
+        told = dict(incident.told or {})
+        told_at = dict(incident.told_at)
+        untold = tuple(r for r in policy.recipients if r not in told)
+        if untold:
+            stepped.append(
+                Notification(
+                    Kind.PROBLEM,
+                    result.name,
+                    result.status,
+                    result.summary,
+                    since,
+                    now,
+                    to=untold,
+                    escalated=True,
+                )
+            )
+            for r in untold:
+                told[r] = result.status.name
+                told_at[r] = now
+        incident = replace(incident, escalated_at=now, told=told, told_at=told_at)
+        if stepped:  # a text about it: the reminders count from here
+            incident = replace(incident, last_notified_at=now)
+        return incident, stepped
+    status = _higher(incident.notified_status, result.status)
+    if (
+        policy.call_on is None
+        or status.severity < policy.call_on.severity
+        or now < incident.escalated_at + wait
+    ):
+        return incident, []
+    called = dict(incident.called)
+    # Once per operator per incident, and again only when it gets worse.
+    to_call = tuple(
+        r
+        for r in policy.recipients
+        if called.get(r) != FAILED
+        and (r not in called or Status[called[r]].severity < status.severity)
+    )
+    if not to_call:
+        return incident, []
+    for r in to_call:
+        called[r] = status.name
+    call = Notification(Kind.CALL, result.name, status, result.summary, since, now, to=to_call)
+    return replace(incident, called=called), [call]
 
 
 # The kinds that tell a recipient about a problem; a reminder or a recovery only
@@ -542,8 +698,15 @@ def explain(
     record = state.checks.get(result.name)
     sent = [n for n in notifications if n.check == result.name]
     if sent:
-        kind = sent[0].kind.value.lower().replace("_", " ")
-        return f"texted ({kind})" if sms_configured else f"due ({kind}), but SMS is not configured"
+        words = []
+        for n in sent:
+            kind = "escalated" if n.escalated else n.kind.value.lower().replace("_", " ")
+            who = f" to {', '.join(policy.name_of(r) for r in n.to)}" if n.to else ""
+            verb = "called" if n.kind is Kind.CALL else "texted"
+            words.append(f"{verb} ({kind}){who}")
+        if not sms_configured:
+            return f"due ({sent[0].kind.value.lower()}), but SMS is not configured"
+        return "; ".join(words) + _step_words(record, policy)
     if result.caused_by is not None:
         return f"not texted: consequence of {result.caused_by}"
     if result.status.severity < policy.alert_level.severity:
@@ -558,10 +721,26 @@ def explain(
     if incident.last_notified_at is None:
         return "not texted"
     told = f"texted at {format_time(incident.last_notified_at)}"
+    if incident.acked_by is not None:
+        told += f", ACKed by {policy.name_of(incident.acked_by)}"
     if not policy.remind_every_minutes:
-        return f"{told}; reminders off"
+        return f"{told}; reminders off" + _step_words(record, policy)
     due = incident.last_notified_at + timedelta(minutes=policy.remind_every_minutes)
-    return f"{told}; next reminder at {format_time(due)}"
+    return f"{told}; next reminder at {format_time(due)}" + _step_words(record, policy)
+
+
+def _step_words(record: CheckRecord | None, policy: Policy) -> str:
+    """'; next: escalate to michael, rob unless ACKed at 02:15Z', for an unACKed incident."""
+    incident = record.incident if record else None
+    if not policy.recipients or incident is None or incident.notified_status is None:
+        return ""
+    if incident.acked_by is not None:
+        return ""
+    untold = [r for r in policy.recipients if r not in (incident.told or {})]
+    step, due = _next_step(
+        incident, policy, untold, timedelta(minutes=policy.escalate_after_minutes)
+    )
+    return f"; next: {step}" + (f" at {format_time(due)}" if due else "")
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -634,7 +813,18 @@ def _record_from_json(item: dict[str, Any]) -> CheckRecord:
             summary=str(raw.get("summary", "")),
             silenced=bool(raw.get("silenced", False)),
             told=_told_from_json(raw["told"]) if "told" in raw else None,
+            paged_at=_time_or_none(raw.get("paged_at")),
+            told_at=_times_from_json(raw.get("told_at")),
+            escalated_at=_time_or_none(raw.get("escalated_at")),
+            called=_told_from_json(raw.get("called")),
+            acked_by=str(raw["acked_by"]) if raw.get("acked_by") else None,
+            acked_at=_time_or_none(raw.get("acked_at")),
         )
+        if incident.notified_status is not None and "paged_at" not in raw:
+            # Written before the on-call steps, when everyone was told at once:
+            # the escalation step (due at once) then tells nobody new, and the
+            # call counts from that run, not from a time already past.
+            incident = replace(incident, paged_at=incident.last_notified_at or incident.opened_at)
     since = item.get("problem_since")
     ok_since = item.get("ok_since")
     history = item.get("history", "")
@@ -659,3 +849,162 @@ def _told_from_json(raw: Any) -> dict[str, str]:
         for r, s in raw.items()
         if isinstance(s, str) and (s == FAILED or s in Status.__members__)
     }
+
+
+def _time_or_none(raw: Any) -> datetime | None:
+    return parse_time(raw) if isinstance(raw, str) and raw else None
+
+
+def _times_from_json(raw: Any) -> dict[str, datetime]:
+    if not isinstance(raw, dict):
+        return {}
+    times = {}
+    for r, t in raw.items():
+        try:
+            times[str(r)] = parse_time(t)
+        except (TypeError, ValueError, AttributeError, OverflowError):
+            continue
+    return times
+
+
+# --- ACKs and calls, applied between runs of decide ---------------------------
+
+# A reply dated a little before the text it answers is a clock apart, not an
+# ACK of an older incident: the node's clock and Twilio's may differ.
+ACK_CLOCK_SLACK = timedelta(minutes=2)
+
+
+def acknowledge(
+    state: AlertState, acks: Iterable[Ack], now: datetime, policy: Policy
+) -> tuple[AlertState, list[Notification], list[str]]:
+    """Apply ACKs to the open incidents they name. Pure, like `decide`.
+
+    Returns the new state, the `[eu2] ACK nodeos by luke` texts for the others
+    who were told, and one line per ACK saying what it did. An ACK from a
+    number not in ALERT_TO, or of an incident texted after it was sent, does
+    nothing; an incident already acknowledged keeps its first ACK.
+    """
+    numbers = set(policy.recipients) | {o.number for o in policy.operators}
+    records = dict(state.checks)
+    texts: list[Notification] = []
+    lines: list[str] = []
+    for ack in sorted(acks, key=lambda a: a.at):
+        if ack.number not in numbers:
+            lines.append(f"ACK from {_masked(ack.number)} ignored: not a number in ALERT_TO")
+            continue
+        name = policy.name_of(ack.number)
+        done = []
+        for check, record in records.items():
+            incident = record.incident
+            if incident is None or incident.notified_status is None:
+                continue
+            if incident.acked_by is not None:
+                continue
+            if ack.check is not None and not matches(check, ack.check):
+                continue
+            if incident.paged_at is not None and ack.at < incident.paged_at - ACK_CLOCK_SLACK:
+                continue  # an ACK of an earlier incident
+            acked = replace(incident, acked_by=ack.number, acked_at=ack.at)
+            records[check] = replace(record, incident=acked)
+            done.append(check)
+            told = _told(incident, policy.recipients)
+            others = tuple(
+                r for r in policy.recipients if r != ack.number and told.get(r, FAILED) != FAILED
+            )
+            if others:
+                texts.append(
+                    Notification(
+                        Kind.ACK,
+                        check,
+                        incident.notified_status,
+                        name,
+                        incident.opened_at,
+                        now,
+                        to=others,
+                    )
+                )
+        what = f"ACK {ack.check}" if ack.check else "ACK"
+        if done:
+            lines.append(f"{what} by {name} ({ack.via}): acknowledged {', '.join(done)}")
+        else:
+            lines.append(f"{what} by {name} ({ack.via}): no open incident to acknowledge")
+    return replace(state, checks=records), texts, lines
+
+
+def _masked(number: str) -> str:
+    """A stranger's number, shown enough to recognise: +44******0123."""
+    return number[:3] + "*" * max(0, len(number) - 7) + number[-4:]
+
+
+def call_failed(state: AlertState, recipient: str, check: str, for_good: bool) -> AlertState:
+    """A call that Twilio did not place: tried again next run, or never (for_good)."""
+    record = state.checks.get(check)
+    if record is None or record.incident is None or recipient not in record.incident.called:
+        return state
+    called = dict(record.incident.called)
+    if for_good:
+        called[recipient] = FAILED
+    else:
+        del called[recipient]
+    records = {
+        **state.checks,
+        check: replace(record, incident=replace(record.incident, called=called)),
+    }
+    return replace(state, checks=records)
+
+
+def oncall_view(state: AlertState, policy: Policy, now: datetime) -> list[dict[str, Any]]:
+    """Per open incident that was texted: who was told and when, who ACKed, who
+    was called, and the next step with when it is due. For `status`, -v and --json."""
+    view = []
+    wait = timedelta(minutes=policy.escalate_after_minutes)
+    for check, record in state.checks.items():
+        incident = record.incident
+        if incident is None or incident.notified_status is None:
+            continue
+        told = incident.told or {}
+        untold = [r for r in policy.recipients if r not in told]
+        step, due = _next_step(incident, policy, untold, wait)
+        view.append(
+            {
+                "check": check,
+                "status": incident.notified_status.name,
+                "since": format_time(incident.opened_at),
+                "told": {
+                    policy.name_of(r): format_time(t) for r, t in sorted(incident.told_at.items())
+                },
+                "acked_by": policy.name_of(incident.acked_by) if incident.acked_by else None,
+                "acked_at": format_time(incident.acked_at) if incident.acked_at else None,
+                "called": {policy.name_of(r): s for r, s in incident.called.items() if s != FAILED},
+                "next": step,
+                "due": format_time(due) if due else None,
+            }
+        )
+    return view
+
+
+def _next_step(
+    incident: Incident, policy: Policy, untold: list[str], wait: timedelta
+) -> tuple[str, datetime | None]:
+    names = ", ".join(policy.name_of(r) for r in untold)
+    if incident.acked_by is not None:
+        who = policy.name_of(incident.acked_by)
+        if policy.remind_every_minutes and incident.last_notified_at:
+            due = incident.last_notified_at + timedelta(minutes=policy.remind_every_minutes)
+            return f"reminder to {who} only (ACKed)", due
+        return f"none: ACKed by {who}", None
+    if incident.silenced:
+        return "none while silenced", None
+    if incident.paged_at is None:
+        return "none", None
+    if incident.escalated_at is None:
+        if untold:
+            return f"escalate to {names} unless ACKed", incident.paged_at + wait
+        return "escalate (everyone was told), then the call", incident.paged_at + wait
+    if policy.call_on is None:
+        return "none: calls are off; waiting for an ACK", None
+    if incident.notified_status.severity < policy.call_on.severity:
+        return f"none: calls are for {policy.call_on.name} and above; waiting for an ACK", None
+    if all(r in incident.called for r in policy.recipients):
+        return "none: everyone was called; waiting for an ACK", None
+    return "call everyone unless ACKed", incident.escalated_at + wait

@@ -71,11 +71,28 @@ def _sections(
     notes: Sequence[Notification], now: datetime, limit: int | None
 ) -> list[tuple[str, list[str]]]:
     """(header, items) in the order an operator needs them: problems, reminders, recoveries."""
-    problems = [n for n in notes if n.kind in (Kind.PROBLEM, Kind.ESCALATION, Kind.SILENCE_ENDED)]
+    notes = [n for n in notes if n.kind is not Kind.CALL]  # a call is spoken, not texted
+    escalated = [n for n in notes if n.kind is Kind.PROBLEM and n.escalated]
+    problems = [
+        n
+        for n in notes
+        if n.kind in (Kind.PROBLEM, Kind.ESCALATION, Kind.SILENCE_ENDED) and not n.escalated
+    ]
+    acks = [n for n in notes if n.kind is Kind.ACK]
     flapping = [n for n in notes if n.kind is Kind.FLAPPING]
     reminders = [n for n in notes if n.kind is Kind.REMINDER]
     recoveries = [n for n in notes if n.kind is Kind.RECOVERY]
     sections: list[tuple[str, list[str]]] = []
+    if escalated:
+        # "ESCALATED CRITICAL nodeos: connection refused (12m, no ACK)": they
+        # were not told first, because others were awake; nobody answered.
+        status = worst(n.status for n in escalated).name
+        items = [
+            f"{sms_check_name(n.check)}: {_shorten(n.summary, limit)}"
+            f" ({human_duration((now - n.since).total_seconds())}, no ACK)"
+            for n in escalated
+        ]
+        sections.append((f"ESCALATED {status}", items))
     if flapping:
         # "FLAPPING nodeos: failed 10 of the last 20 runs (connection refused)"
         items = [f"{sms_check_name(n.check)}: {_shorten(n.summary, limit)}" for n in flapping]
@@ -101,6 +118,14 @@ def _sections(
                 item += " (silence over)"
             items.append(item)
         sections.append((f"{header} {status}" if header else status, items))
+    if acks:
+        # "ACK nodeos, lib by luke": one item per operator who acknowledged.
+        by: dict[str, list[str]] = {}
+        for n in acks:
+            by.setdefault(_shorten(n.summary, limit) or "an operator", []).append(
+                sms_check_name(n.check)
+            )
+        sections.append(("ACK", [f"{', '.join(checks)} by {who}" for who, checks in by.items()]))
     if recoveries:
         items = [
             f"{sms_check_name(n.check)} after {human_duration(n.lasted_seconds)}"
@@ -120,6 +145,7 @@ def _join(node: str, sections: list[tuple[str, list[str]]], dropped: int) -> str
 
 def render_sms(node: str, notes: Sequence[Notification], now: datetime) -> str:
     """One SMS for all of one run's notifications to one recipient."""
+    notes = [n for n in notes if n.kind is not Kind.CALL]
     if not notes:
         raise ValueError("nothing to render")
     text = ""

@@ -280,17 +280,95 @@ def send_sms(client: Any, settings: TwilioSettings, to: str, body: str) -> str |
     Any other answer raises NotifyError, whose `kind` is "config", "recipient",
     "transient" or "unknown" (see check_status.notify).
     """
-    import requests
-    from twilio.base.exceptions import TwilioException
 
     sender: dict[str, str] = (
         {"messaging_service_sid": settings.messaging_service_sid}
         if settings.messaging_service_sid
         else {"from_": settings.sender_number or ""}
     )
+    message = _create(
+        client, settings, to, lambda: client.messages.create(to=to, body=body, **sender)
+    )
+    if message is None:
+        return None
+    sid = getattr(message, "sid", None)
+    # Kept in the state and shown by -v: only what a message SID looks like.
+    return sid if isinstance(sid, str) and _MESSAGE_SID.fullmatch(sid) else None
+
+
+def place_call(client: Any, settings: TwilioSettings, to: str, twiml: str) -> str | None:
+    """Place one voice call that speaks `twiml`. Return the call SID, or None for a
+    2xx whose answer could not be read (the call is placed: never call again).
+    Raises NotifyError, classified as for send_sms."""
+    call = _create(
+        client,
+        settings,
+        to,
+        lambda: client.calls.create(to=to, from_=settings.sender_number or "", twiml=twiml),
+    )
+    sid = getattr(call, "sid", None) if call is not None else None
+    return sid if isinstance(sid, str) and re.fullmatch(r"CA[0-9a-fA-F]{32}", sid) else None
+
+
+# Replies read per run: the newest first, and an ACK is among the last few.
+MAX_REPLIES = 50
+
+
+@dataclass(frozen=True)
+class Reply:
+    sender: str  # the From of the inbound message
+    body: str
+    sent_at: Any  # datetime (UTC) as Twilio dates it
+
+
+def read_replies(settings: TwilioSettings, since: Any) -> list[Reply]:
+    """The inbound messages to TWILIO_FROM dated on or after `since` (a datetime).
+
+    Twilio's DateSent> filter takes a day, so the day of `since` is asked for
+    and the rest is dropped here. Raises NotifyError (OddAnswer for a 2xx that
+    is not a list), never anything else.
+    """
+    from datetime import UTC, datetime
+
+    client = make_client(settings)
+    number = settings.sender_number or ""
+    found = _ask(
+        client,
+        settings,
+        lambda: client.messages.list(
+            to=number,
+            date_sent_after=f"{since:%Y-%m-%d}",
+            limit=MAX_REPLIES,
+            page_size=MAX_REPLIES,
+        ),
+    )
+    if not isinstance(found, list):
+        raise OddAnswer("Twilio HTTP 200: the messages' answer is not a list")
+    replies = []
+    for message in found:
+        sent = getattr(message, "date_sent", None) or getattr(message, "date_created", None)
+        sender = getattr(message, "from_", None)
+        body = getattr(message, "body", None)
+        if getattr(message, "direction", None) != "inbound" or not isinstance(sent, datetime):
+            continue
+        if not isinstance(sender, str) or not isinstance(body, str):
+            continue
+        sent = sent if sent.tzinfo else sent.replace(tzinfo=UTC)
+        if sent >= since:
+            replies.append(Reply(sender, body[:200], sent))
+    return replies
+
+
+def _create(client: Any, settings: TwilioSettings, to: str, create: Any) -> Any:
+    """One POST that creates a message or a call. Returns what the SDK returned,
+    or None when Twilio accepted it (a 2xx) but the answer could not be read.
+    Any other answer raises NotifyError."""
+    import requests
+    from twilio.base.exceptions import TwilioException
+
     _forget_last_response(client)
     try:
-        message = client.messages.create(to=to, body=body, **sender)
+        return create()
     except TwilioException as error:
         # TwilioRestException, and TwilioServiceException (twilio >= 9.10, RFC 9457
         # errors), which is not a TwilioRestException: both carry .status and .code.
@@ -333,9 +411,6 @@ def send_sms(client: Any, settings: TwilioSettings, to: str, body: str) -> str |
         raise NotifyError(
             f"Twilio client failed ({type(error).__name__})", kind="unknown"
         ) from None
-    sid = getattr(message, "sid", None)
-    # Kept in the state and shown by -v: only what a message SID looks like.
-    return sid if isinstance(sid, str) and _MESSAGE_SID.fullmatch(sid) else None
 
 
 def classify_twilio_error(
