@@ -1055,6 +1055,8 @@ class _TwilioHandler(_Handler):
         self, account_sid: str, query: dict[str, list[str]], cfg: dict, err: Any
     ) -> tuple[int, bytes, str]:
         """GET Messages.json: inbound plus accepted outbound, filtered, newest first."""
+        if cfg["list_down"]:  # the list alone fails: texts still go out
+            return 500, err(20500, "Internal Server Error", 500), _JSON
         params = {key: values[0] for key, values in query.items()}
         ranges: dict[str, tuple[datetime, datetime]] = {}
         for key in ("DateSent", "DateSent<", "DateSent>"):
@@ -1323,6 +1325,8 @@ class TwilioStandIn(_LoopbackHTTP):
     - ``call_errors``: To -> Twilio code, status 400, for calls only (messages to that
       number still go): {"+15005550001": 13224} answers "The phone number you are
       attempting to call, +15005550001, is not valid."
+    - ``list_down``: True answers every GET Messages.json with 500/20500, while texts
+      and calls still go through: the replies cannot be read, the alerts can be sent.
     - ``inbound``: the received messages that GET Messages.json lists, dicts with keys
       sid, from, to, body and date_sent (a datetime; naive is UTC), as ``add_inbound``
       makes them; a dict without sid gets one derived from its contents, to defaults to
@@ -1369,6 +1373,7 @@ class TwilioStandIn(_LoopbackHTTP):
         self.messages: list[dict] = []
         self.attempts: list[dict] = []
         self.listings: list[dict] = []
+        self.list_down: bool = False
         self.calls: list[dict] = []
         self.call_attempts: list[dict] = []
         self._accepted_at: dict[int, tuple[dict, datetime]] = {}
@@ -1408,6 +1413,7 @@ class TwilioStandIn(_LoopbackHTTP):
                 ),
                 "call_errors": dict(self.call_errors),
                 "inbound": [dict(m) for m in self.inbound],
+                "list_down": self.list_down,
                 "messages": [{**m, "date_sent": self._sent_at(m)} for m in self.messages],
             }
 
