@@ -129,7 +129,7 @@ def state_dir_item(config: Config) -> Item:
     return passed("state directory", f"{directory} is writable")
 
 
-def sms_items(config: Config, send_test_sms: bool) -> Iterator[Item]:
+def sms_items(config: Config, send_test_sms: bool, now: datetime | None = None) -> Iterator[Item]:
     """The path to a phone: numbers, credentials and account, sender; test texts on request."""
     if not config.sms_configured:
         yield warned(
@@ -151,10 +151,14 @@ def sms_items(config: Config, send_test_sms: bool) -> Iterator[Item]:
         "phone numbers",
         f"ALERT_TO {', '.join(config.alert_to)} and sender {sender} are well-formed",
     )
+    if now is not None:  # local: shown whether Twilio answers or not
+        yield from oncall_items(config, now)
     answers = run_concurrently(
         {
             "account": lambda: _outcome(lambda: account_state(checking)),
-            "sender": lambda: _outcome(lambda: check_sender(checking)),
+            "sender": lambda: _outcome(
+                lambda: check_sender(checking, calls=config.call_on != "NEVER")
+            ),
         },
         TWILIO_CHECK_SECONDS,
     )
@@ -169,6 +173,43 @@ def sms_items(config: Config, send_test_sms: bool) -> Iterator[Item]:
     if not send_test_sms:
         return
     yield from test_sms_items(config, settings)
+
+
+def oncall_items(config: Config, now: datetime) -> Iterator[Item]:
+    """Who is first in line right now, and whether the ACK and the call can work."""
+    from check_status.alerting.oncall import first_in_line, format_hours, is_awake, local_time
+
+    people = []
+    for operator in config.operators:
+        if operator.zone is None:
+            people.append(f"{operator.name} (no time zone: always first in line)")
+            continue
+        awake = "awake" if is_awake(operator, now, config.waking_hours) else "asleep"
+        hours = format_hours(operator.hours(config.waking_hours))
+        people.append(f"{operator.name} {local_time(operator, now)} {awake} ({hours})")
+    first = first_in_line(config.operators, now, config.waking_hours)
+    names = ", ".join(o.name for o in config.operators if o.number in first)
+    calls = "never" if config.call_on == "NEVER" else f"a call at {config.call_on} and above"
+    yield passed(
+        "on call",
+        f"{'; '.join(people)}; a problem now goes to {names} first, then after"
+        f" {config.escalate_after_minutes} min without an ACK to everyone, then {calls}",
+    )
+    if config.twilio_from is None:
+        if config.call_on != "NEVER":
+            yield warned(
+                "calls",
+                "a messaging service cannot place calls: an unanswered problem is only texted",
+                "set TWILIO_FROM to a voice-capable number instead, or CALL_ON=never",
+            )
+        if not config.twilio_webhook_url:
+            yield warned(
+                "ACK by reply",
+                "replies to a messaging service reach check-status only through serve's webhook,"
+                " which is off",
+                "set TWILIO_WEBHOOK_URL and the service's inbound webhook to it,"
+                " or ACK with check-status ack CHECK --by NAME",
+            )
 
 
 def test_sms_items(config: Config, settings: Any) -> Iterator[Item]:
@@ -323,7 +364,7 @@ def self_test(
     groups: dict[str, Any] = {
         "nodeos": lambda: list(node_items(config)),
         "state directory": lambda: [state_dir_item(config)],
-        "twilio": lambda: list(sms_items(config, send_test_sms)),
+        "twilio": lambda: list(sms_items(config, send_test_sms, now)),
         "installation": lambda: list(
             installation_items(config, expected_executable, now, cron_dir)
         ),

@@ -1,7 +1,10 @@
-"""SHELL: `check-status serve`, a small HTTP server for load balancers and peers.
+"""SHELL: `check-status serve`, a small HTTP server for load balancers, peers and Twilio.
 
-    GET|HEAD /health   200 while this node can serve correct data right now, else 503
-    GET      /status   JSON from the state file: last run, checks, incidents
+    GET|HEAD /health      200 while this node can serve correct data right now, else 503
+    GET      /status      JSON from the state file: last run, checks, incidents
+    POST     /twilio/sms  Twilio's inbound-SMS webhook: a reply "ACK" acknowledges
+                          the open incidents (the path is TWILIO_WEBHOOK_URL's; off,
+                          404, unless TWILIO_WEBHOOK_URL and the Twilio token are set)
 
 Why /health exists: HAProxy's bare `option httpchk` sends `OPTIONS /`, which
 nodeos always answers with 200, and a plain get_info check passes on a node
@@ -16,7 +19,9 @@ the one probe in flight (single flight).
 
 Bounds, because this port faces whatever can reach it:
 
-- Every answer leaves within HTTP_TIMEOUT_SECONDS + 1 s of its request. The
+- Every answer but the webhook's leaves within HTTP_TIMEOUT_SECONDS + 1 s of
+  its request (the webhook's within WEBHOOK_WAIT_SECONDS, as an ACK waits for
+  the run lock; Twilio gives up after 15 s). The
   probe (itself bounded by the HTTP timeout) runs in a daemon thread of its
   own and the server only waits for it: should it hang anyway, as on a DNS
   lookup that never returns (serve looks the host up in that thread first),
@@ -29,7 +34,20 @@ Bounds, because this port faces whatever can reach it:
   the CPU or the health checks (slowloris).
 - A client has HEAD_DEADLINE_SECONDS from its connection to send its request
   line and headers (HAProxy sends its check in one packet), and at most
-  MAX_HEAD_BYTES of them; then it is dropped, or answered 400/431.
+  MAX_HEAD_BYTES of them; then it is dropped, or answered 400/431. A webhook
+  POST must also send its body within that same deadline, at most
+  MAX_BODY_BYTES of it, announced by a Content-Length (411 without one, 413
+  above the cap; no chunked bodies): a connection then holds at most that
+  much, never more. Only a POST to the webhook's path has its header values
+  read, and only once the webhook is on.
+- The webhook's signature (X-Twilio-Signature, the twilio library's
+  RequestValidator with the auth token and TWILIO_WEBHOOK_URL) is checked on
+  the event loop, a few microseconds; a request that fails it is answered
+  403 and changes nothing. A signed ACK from an ALERT_TO number is recorded
+  (acks.record_acks, which takes the run lock) in a daemon thread of its own,
+  at most MAX_ACK_THREADS at a time (then 503): a hung state disk holds those
+  threads, never the loop. twilio is imported on the first webhook request,
+  in a thread too.
 - At most `max_connections` are open (derived from RLIMIT_NOFILE, whose soft
   limit is raised to the hard one). At the cap, the oldest connection that
   has not finished its request head is dropped to make room for the new one,
@@ -38,8 +56,9 @@ Bounds, because this port faces whatever can reach it:
   one request per connection, no keep-alive to hold a slot.
 
 The HTTP parsing is done here, not by http.server: it is small (GET and HEAD
-of two paths; headers are counted, never used), and http.server's
-thread-per-connection design is what the slowloris exhausted.
+of two paths, whose headers are counted, never used; one POST path, whose
+Content-Length, Content-Type and X-Twilio-Signature are read), and
+http.server's thread-per-connection design is what the slowloris exhausted.
 """
 
 from __future__ import annotations
@@ -61,7 +80,8 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
+from xml.sax.saxutils import escape
 
 from check_status.checks.chain_id import judge_chain_id
 from check_status.checks.head_block import judge_head_block
@@ -101,11 +121,24 @@ LISTEN_BACKLOG = 4096
 ACCEPTS_PER_WAKEUP = 128  # then let the other connections have their turn
 SWEEP_GRANULARITY_SECONDS = 0.05  # deadlines are enforced this late at most
 READ_CHUNK = 16 * 1024
+# The Twilio webhook. An inbound SMS is posted as a form of about 1 KiB.
+WEBHOOK_PATH = "/twilio/sms"  # the path of TWILIO_WEBHOOK_URL, as documented
+MAX_BODY_BYTES = 16 * 1024
+# An ACK waits up to ACK_LOCK_WAIT_SECONDS for the run lock (a run holds it for
+# a few seconds), and the answer leaves by WEBHOOK_WAIT_SECONDS whatever
+# happens: Twilio waits 15 s for a webhook's answer.
+ACK_LOCK_WAIT_SECONDS = 10.0
+WEBHOOK_WAIT_SECONDS = 12.0
+MAX_ACK_THREADS = 4  # ACKs being recorded at once; only signed requests get here
+SMS_REPLY_MAX_CHARS = 160  # one SMS segment (GSM-7)
 
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _VERSION = re.compile(rb"HTTP/1\.[01]")
 _TEXT = "text/plain; charset=utf-8"
 _JSON = "application/json"
+_XML = "text/xml"
+_FORM = "application/x-www-form-urlencoded"
+_TWIML_START = '<?xml version="1.0" encoding="UTF-8"?>'
 
 T = TypeVar("T")
 
@@ -284,6 +317,24 @@ def _json_error(status: int, message: str) -> _Answer:
 
 _NOT_FOUND = _Answer(404, "text/plain", b"not found: try /health or /status\n")
 _BAD_METHOD = _Answer(400, "text/plain", b"only GET and HEAD are served\n")
+_WEBHOOK_OFF = _Answer(
+    404, "text/plain", b"webhook off: set TWILIO_WEBHOOK_URL (and the Twilio token)\n"
+)
+# Never the signature nor the token: a prober learns only that it failed.
+_BAD_SIGNATURE = _Answer(403, "text/plain", b"signature does not match TWILIO_WEBHOOK_URL\n")
+_NO_REPLY = _Answer(200, _XML, (_TWIML_START + "<Response/>").encode())
+
+
+def _text(status: int, message: str) -> _Answer:
+    return _Answer(status, _TEXT, f"{message}\n".encode())
+
+
+def _sms_reply(text: str) -> _Answer:
+    """TwiML answering the sender with one SMS of `text`."""
+    if len(text) > SMS_REPLY_MAX_CHARS:
+        text = text[: SMS_REPLY_MAX_CHARS - 3] + "..."
+    body = f"{_TWIML_START}<Response><Message>{escape(text)}</Message></Response>"
+    return _Answer(200, _XML, body.encode())
 
 
 def connection_cap() -> int:
@@ -306,7 +357,20 @@ class _Connection:
     """One client socket and where it is: reading its head, waiting for its
     answer, or closing (answer being written, then what it still sends drained)."""
 
-    __slots__ = ("closed", "drained", "fd", "head", "out", "reading", "since", "sock", "writing")
+    __slots__ = (
+        "body",
+        "closed",
+        "drained",
+        "fd",
+        "head",
+        "length",
+        "out",
+        "reading",
+        "request",
+        "since",
+        "sock",
+        "writing",
+    )
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
@@ -318,6 +382,10 @@ class _Connection:
         self.writing = False
         self.closed = False
         self.drained = 0
+        # A webhook POST whose head is in and whose body is still arriving.
+        self.request: _Request | None = None
+        self.body: bytearray | None = None
+        self.length = 0  # its Content-Length
 
 
 class _BadRequest(Exception):
@@ -327,9 +395,22 @@ class _BadRequest(Exception):
         self.reason = reason
 
 
-def _parse_head(head: bytes) -> tuple[str, str]:
-    """(method, path) of a request head, or _BadRequest. The headers are only
-    counted and checked for shape: nothing here depends on them."""
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    # Lower-case name -> its values, for a POST only: any other request's
+    # headers are only counted and checked for shape, never used.
+    headers: dict[str, list[str]]
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name)
+        return values[0] if values else None
+
+
+def _parse_head(head: bytes) -> _Request:
+    """The request of a request head, or _BadRequest. The headers of a POST
+    are read; those of any other method only counted and checked for shape."""
     lines = head.split(b"\n")
     while lines and lines[0].strip(b"\r") == b"":
         lines.pop(0)  # RFC 9112 2.2: ignore empty lines before the request line
@@ -344,14 +425,68 @@ def _parse_head(head: bytes) -> tuple[str, str]:
     headers = [line for line in lines[1:] if line.strip(b"\r")]
     if len(headers) > MAX_HEADER_LINES:
         raise _BadRequest(431, f"more than {MAX_HEADER_LINES} header lines")
+    fields: dict[str, list[str]] = {}
     for line in headers:
         if b":" not in line or line[:1] in (b" ", b"\t"):
             raise _BadRequest(400, "malformed header line")
+        if method == b"POST":
+            name, _, value = line.rstrip(b"\r").partition(b":")
+            if not _TOKEN.fullmatch(name):  # `Content-Length : 5` too (RFC 9112 5.1)
+                raise _BadRequest(400, "malformed header name")
+            values = fields.setdefault(name.decode("ascii").lower(), [])
+            values.append(value.strip(b" \t").decode("latin-1"))
     try:
         path = urlsplit(target.decode("ascii")).path
     except (UnicodeDecodeError, ValueError):
         raise _BadRequest(400, "malformed request target") from None
-    return method.decode("ascii"), path
+    return _Request(method.decode("ascii"), path, fields)
+
+
+def _body_length(request: _Request) -> int:
+    """The Content-Length of a webhook POST, once its head says it is one
+    worth reading; else _BadRequest (411, 413, 415, 400; 403 unsigned)."""
+    lengths = set(request.headers.get("content-length", ()))
+    if "transfer-encoding" in request.headers:
+        if lengths:  # which one frames the body is how requests are smuggled
+            raise _BadRequest(400, "both Transfer-Encoding and Content-Length")
+        raise _BadRequest(411, "Content-Length required (chunked bodies are not read)")
+    if not lengths:
+        raise _BadRequest(411, "Content-Length required")
+    if len(lengths) > 1:
+        raise _BadRequest(400, "conflicting Content-Length headers")
+    text = lengths.pop()
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        raise _BadRequest(400, "malformed Content-Length")
+    length = int(text)
+    if length > MAX_BODY_BYTES:
+        raise _BadRequest(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    content_type = (request.header("content-type") or "").partition(";")[0].strip()
+    if content_type.lower() != _FORM:
+        raise _BadRequest(415, f"Content-Type must be {_FORM}")
+    if not request.header("x-twilio-signature"):
+        raise _BadRequest(403, "")
+    return length
+
+
+def _form(body: bytes) -> dict[str, str]:
+    """The first value of each field of a form body, or _BadRequest."""
+    try:
+        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, errors="strict")
+    except ValueError:  # UnicodeDecodeError too
+        raise _BadRequest(400, "malformed form body") from None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        params.setdefault(name, value)
+    return params
+
+
+def _load_validator() -> Any:
+    """twilio's RequestValidator class, or the exception importing it raised."""
+    try:
+        from twilio.request_validator import RequestValidator
+    except Exception as error:
+        return error
+    return RequestValidator
 
 
 def _head_end(buffer: bytes, start: int) -> int:

@@ -971,7 +971,8 @@ def oncall_view(state: AlertState, policy: Policy, now: datetime) -> list[dict[s
                 "status": incident.notified_status.name,
                 "since": format_time(incident.opened_at),
                 "told": {
-                    policy.name_of(r): format_time(t) for r, t in sorted(incident.told_at.items())
+                    policy.name_of(r): format_time(t)
+                    for r, t in sorted(incident.told_at.items(), key=lambda item: item[1])
                 },
                 "acked_by": policy.name_of(incident.acked_by) if incident.acked_by else None,
                 "acked_at": format_time(incident.acked_at) if incident.acked_at else None,

@@ -721,7 +721,7 @@ def account_state(settings: TwilioSettings) -> str:
     return words
 
 
-def check_sender(settings: TwilioSettings) -> str:
+def check_sender(settings: TwilioSettings, calls: bool = False) -> str:
     """Prove the sender can text, without sending; return what was found.
 
     TWILIO_FROM must be one of the account's IncomingPhoneNumbers, with SMS among
@@ -756,6 +756,14 @@ def check_sender(settings: TwilioSettings) -> str:
         )
     if sms is not True:
         raise OddAnswer("Twilio HTTP 200: the number's answer does not say whether it sends SMS")
+    if calls and capabilities.get("voice") is False:
+        # The call is the last step of an unanswered CRITICAL: it must not fail at 2 am.
+        raise Finding(
+            f"TWILIO_FROM {number} can text but cannot call, and CALL_ON asks for calls",
+            "enable voice on that number in Twilio's console, or set CALL_ON=never",
+        )
+    if calls and capabilities.get("voice") is True:
+        return f"TWILIO_FROM {number} is an SMS- and voice-capable number of this account"
     return f"TWILIO_FROM {number} is an SMS-capable number of this account"
 
 
