@@ -185,7 +185,8 @@ def main() -> int:
             TWILIO_ACCOUNT_SID="AC" + "0" * 32,
             TWILIO_AUTH_TOKEN="0" * 32,
             TWILIO_FROM="+15005550006",
-            ALERT_TO="+14155550101",
+            # Operators in time zones, as on call: the zones are read, twilio is not.
+            ALERT_TO="luke:+14155550101@America/New_York, michael:+821055550102@Asia/Seoul",
             TWILIO_API_BASE_URL="http://127.0.0.1:9",
         )
         for label, run_env in (("no SMS settings", env), ("Twilio configured", twilio_env)):

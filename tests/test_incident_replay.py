@@ -51,6 +51,7 @@ def replay(write_env):
         *,
         sms_keys: bool = True,
         settings_at: Callable[[int, Config], Config] | None = None,
+        calls_made: dict[int, list[str]] | None = None,
     ):
         """The replay; texts per minute. `settings_at(minute, config)` changes a run's
         settings (keys filled in late, a number added to ALERT_TO)."""
@@ -77,7 +78,7 @@ def replay(write_env):
                     nodeos.head_block_num = 1_000 + (minute - 25) * 2000
                     nodeos.head_block_time = now - timedelta(hours=30)
                 twilio.mode = "error500" if minute in twilio_down_minutes else "ok"
-                seen = len(twilio.messages)
+                seen, called = len(twilio.messages), len(twilio.calls)
                 run_config = settings_at(minute, config) if settings_at else config
                 if state == "unreachable":
                     run_config = dataclasses.replace(run_config, nodeos_url=dead)
@@ -85,6 +86,8 @@ def replay(write_env):
                 new = twilio.messages[seen:]
                 if new:
                     texts[minute] = sorted((m["to"], m["body"]) for m in new)
+                if calls_made is not None and (new_calls := twilio.calls[called:]):
+                    calls_made[minute] = sorted(c["to"] for c in new_calls)
             return texts
 
     return play
@@ -99,7 +102,13 @@ def bodies(texts, minute):
 
 
 def test_the_outage_texts_exactly_what_it_should(replay):
-    texts = replay()
+    calls: dict[int, list[str]] = {}
+    texts = replay(calls_made=calls)
+    # Nobody ACKed: the head_block incident, texted at 26 to everyone (no
+    # operator has a time zone, so all are first in line), escalates at 36 with
+    # nobody left to tell, and calls everyone at 46. nodeos recovered at 25,
+    # before its call was due.
+    assert calls == {46: sorted(OPERATORS)}
     assert sorted(texts) == [6, 21, 26, 41, 56]
     assert bodies(texts, 6).startswith("[eu2] CRITICAL nodeos: connection refused")
     assert bodies(texts, 21).startswith("[eu2] STILL CRITICAL nodeos: connection refused")

@@ -114,6 +114,9 @@ def test_nobody_answers_the_awake_are_texted_then_the_sleeper_then_everyone_is_c
     twiml = played.calls[26][MICHAEL]
     assert twiml.count("nodeos is critical: connection refused") == 2, twiml
     assert "for node eu2" in twiml and "reply ACK" in twiml
+    # Words for the ear: no address, no "21m" read as metres.
+    assert "It has lasted 21 minutes, and nobody has acknowledged it." in twiml
+    assert "127.0.0.1" not in twiml
     # The replies are read once a run, from the first run after the first text
     # to the run that closes the incident (41), and never before or after.
     assert played.reads == dict.fromkeys(range(7, 42), 1)

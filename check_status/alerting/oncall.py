@@ -163,9 +163,26 @@ def operator_named(operators: Iterable[Operator], who: str) -> Operator | None:
 # --- the call ---------------------------------------------------------------
 
 
+_UNITS = (("d", "day"), ("h", "hour"), ("m", "minute"), ("s", "second"))
+_DURATION = re.compile(r"\b(?=\d+[dhms]\b|\d+[dhm]\d)((?:\d+[dhms])+)\b")
+
+
+def spoken_duration(text: str) -> str:
+    """`1d6h` -> `1 day 6 hours`: a speech engine reads `21m` as metres."""
+    words = []
+    for number, unit in re.findall(r"(\d+)([dhms])", text):
+        name = dict(_UNITS)[unit]
+        words.append(f"{int(number)} {name}{'s' if int(number) != 1 else ''}")
+    return " ".join(words)
+
+
 def spoken(text: str) -> str:
-    """Words a speech engine reads well: no colons, slashes or underscores."""
-    text = re.sub(r"[_:/|#<>&\"']+", " ", text)
+    """Words a speech engine reads well to someone just woken: no addresses in
+    brackets, durations in words, no colons, slashes or underscores."""
+    text = re.sub(r"\([^)]*\)", " ", text)  # (127.0.0.1:8888), (16m): detail, not news
+    text = _DURATION.sub(lambda found: spoken_duration(found.group(1)), text)
+    text = text.replace("#", " number ").replace("%", " percent")
+    text = re.sub(r"[_:/|<>&\"'\[\]]+", " ", text)
     return " ".join(text.split())
 
 
@@ -188,7 +205,8 @@ def call_twiml(node: str, problems: Sequence[tuple[str, str, str]], lasted: str)
     message = (
         f"This is check status, for node {spoken(node)}. "
         f"{what} is {status.lower()}: {spoken(summary)}. "
-        f"It has lasted {lasted}, and nobody has acknowledged it.{also}"
+        f"It has lasted {spoken_duration(lasted) or lasted},"
+        f" and nobody has acknowledged it.{also}"
     )
     say = f"<Say>{escape(message)}</Say>"
     close = escape("To stop the calls, reply ACK to the text message.")
