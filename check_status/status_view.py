@@ -58,7 +58,11 @@ def build(
                 1
                 for items in outbox.values()
                 if isinstance(items, list)
-                and any(isinstance(i, dict) and i.get("check") == name for i in items)
+                and any(
+                    # An ACK notice queued for the others is not the incident's news.
+                    isinstance(i, dict) and i.get("check") == name and i.get("kind") != "ACK"
+                    for i in items
+                )
             )
             item = {"check": name, **incident.to_json(), "queued_for": queued_for}
             told = item.pop("told") or {}
