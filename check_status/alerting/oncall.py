@@ -138,7 +138,8 @@ def read_ack(body: str) -> tuple[bool, str | None]:
     found = _ACK.fullmatch(body or "")
     if not found:
         return False, None
-    check = " ".join(found.group(1).split())
+    # An operator's own words, but remote text all the same: printable, one line, short.
+    check = " ".join("".join(c for c in found.group(1) if c.isprintable() or c.isspace()).split())
     return True, check[:80] or None
 
 

@@ -334,6 +334,10 @@ def _address(
         return record, [note] if note is not None else []
     told = _told(incident, recipients)
     told_at = {r: t for r, t in incident.told_at.items() if r in recipients}
+    if note is not None and note.kind is Kind.ESCALATION and incident.acked_by is not None:
+        # Worse than what was ACKed (a WARNING disk ACKed for the morning is now
+        # CRITICAL): the ACK was for the lesser problem, so the steps start again.
+        incident = replace(incident, acked_by=None, acked_at=None, paged_at=None, escalated_at=None)
     acker = incident.acked_by
     addressed: list[Notification] = []
 
