@@ -33,6 +33,7 @@ class HostileServer:
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self.connections = 0
+        self.request_lines: list[str] = []  # "POST /2010-04-01/...", as read
         self.port = 0
         self.url = ""
 
@@ -76,6 +77,10 @@ class HostileServer:
     def _serve(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
             request = _read_request(conn) if self.read_request else b""
+            if request:
+                line = request.split(b"\r\n", 1)[0].decode("latin-1")
+                with self._lock:
+                    self.request_lines.append(" ".join(line.split()[:2]))
             if getattr(self.behaviour, "takes_request", False):
                 self.behaviour(conn, self._stop, request)  # type: ignore[call-arg]
             else:

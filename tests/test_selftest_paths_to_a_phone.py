@@ -97,7 +97,11 @@ def test_an_active_account_and_a_capable_sender_pass(cli, installed, twilio):
     result = self_test(cli, env_file)
     lines = lines_of(result.output)
     assert "PASS twilio: credentials valid (account active), checked without sending" in lines
-    assert f"PASS sender: TWILIO_FROM {SENDER} is an SMS-capable number of this account" in lines
+    # CALL_ON=CRITICAL by default: the number is checked for calls too.
+    assert (
+        f"PASS sender: TWILIO_FROM {SENDER} is an SMS- and voice-capable number of this account"
+        in lines
+    )
     assert ("GET", f"/2010-04-01/Accounts/{SID}.json") in twilio.requests
     assert any(
         path.startswith(f"/2010-04-01/Accounts/{SID}/IncomingPhoneNumbers.json?")
