@@ -528,6 +528,15 @@ class HealthServer:
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_quiet)
         self._status_flight: _Flight[_Answer] = _Flight("check-status state read", self._status)
+        # The webhook: on with both its URL and the token to check signatures with.
+        url = config.twilio_webhook_url
+        self._webhook_url = url if url and config.twilio_auth_token else None
+        self._webhook_path = (urlsplit(url).path or "/") if self._webhook_url else None
+        # Where a POST is told the webhook is off, rather than that POST is not served.
+        self._webhook_off_paths = {WEBHOOK_PATH} | ({urlsplit(url).path} if url else set())
+        self._twilio_import: _Flight[Any] = _Flight("check-status twilio import", _load_validator)
+        self._validator_class: Any = None
+        self._ack_threads = 0  # ACKs being recorded, each in a thread of its own
         # Insertion order is age order: the oldest is first, to drop or to time out.
         self._pending: OrderedDict[_Connection, None] = OrderedDict()  # reading the head
         self._answering: set[_Connection] = set()  # waiting for a probe or a state read
@@ -698,8 +707,10 @@ class HealthServer:
             conn.reading = False
 
     def _on_readable(self, conn: _Connection) -> None:
+        # A body is read no further than its Content-Length: what follows is drained.
+        size = READ_CHUNK if conn.body is None else min(READ_CHUNK, conn.length - len(conn.body))
         try:
-            data = conn.sock.recv(READ_CHUNK)
+            data = conn.sock.recv(size)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -713,15 +724,17 @@ class HealthServer:
         if not data:
             self._close(conn)  # hung up before finishing its request
             return
+        if conn.body is not None:
+            conn.body += data
+            self._body_arrived(conn)
+            return
         start = max(0, len(conn.head) - 3)
         conn.head += data
         end = _head_end(conn.head, start)
         if end < 0 and len(conn.head) <= self.max_head_bytes:
             return
-        self._pending.pop(conn, None)
-        self._answering.add(conn)
-        self._stop_reading(conn)
         if end < 0 or end > self.max_head_bytes:
+            self._head_done(conn)
             if b"\n" in conn.head[: self.max_head_bytes]:
                 self._bad_request(
                     conn, 431, f"request head larger than {self.max_head_bytes} bytes"
@@ -732,21 +745,65 @@ class HealthServer:
                 )
             return
         try:
-            method, path = _parse_head(conn.head[:end])
+            request = _parse_head(conn.head[:end])
         except _BadRequest as error:
+            self._head_done(conn)
             self._bad_request(conn, error.status, error.reason)
             return
-        conn.head = b""
-        self._route(conn, method, path)
+        rest, conn.head = conn.head[end:], b""
+        if request.method == "POST" and request.path == self._webhook_path:
+            self._start_body(conn, request, rest)
+            return
+        self._head_done(conn)
+        self._route(conn, request)
+
+    def _head_done(self, conn: _Connection) -> None:
+        """The request is in: from reading it to answering it."""
+        self._pending.pop(conn, None)
+        self._answering.add(conn)
+        self._stop_reading(conn)
+
+    def _start_body(self, conn: _Connection, request: _Request, rest: bytes) -> None:
+        """A webhook POST: read its body, if its head says it is worth reading.
+        The connection stays where it is, among those whose request is not
+        in yet: the same head deadline, and dropped first at the cap."""
+        try:
+            length = _body_length(request)
+        except _BadRequest as error:
+            self._head_done(conn)
+            if error.status == 403:
+                self._respond(conn, _BAD_SIGNATURE)
+            else:
+                self._bad_request(conn, error.status, error.reason)
+            return
+        conn.request = request
+        conn.length = length
+        conn.body = bytearray(rest[:length])
+        self._body_arrived(conn)
+
+    def _body_arrived(self, conn: _Connection) -> None:
+        body, request = conn.body, conn.request
+        if body is None or request is None or len(body) < conn.length:
+            return
+        conn.body = conn.request = None
+        self._head_done(conn)
+        self._spawn(self._answer_webhook(conn, request, bytes(body)))
 
     def _bad_request(self, conn: _Connection, status: int, reason: str) -> None:
         self._respond(conn, _Answer(status, "text/plain", f"bad request: {reason}\n".encode()))
 
     # --- answering ----------------------------------------------------------
 
-    def _route(self, conn: _Connection, method: str, path: str) -> None:
+    def _route(self, conn: _Connection, request: _Request) -> None:
+        method, path = request.method, request.path
         if method not in ("GET", "HEAD"):
-            self._respond(conn, _BAD_METHOD)
+            if method == "POST" and self._webhook_path is None and path in self._webhook_off_paths:
+                self._respond(conn, _WEBHOOK_OFF)
+            elif self._webhook_path is not None:
+                message = f"only GET and HEAD are served, and POST {self._webhook_path}"
+                self._respond(conn, _Answer(400, "text/plain", f"{message}\n".encode()))
+            else:
+                self._respond(conn, _BAD_METHOD)
             return
         send_body = method == "GET"
         if path == "/health":
@@ -784,6 +841,85 @@ class HealthServer:
             timeout = self.config.http_timeout_seconds
             answer = _json_error(503, f"timeout after {timeout:g}s (state file read still running)")
         self._respond(conn, answer, send_body)
+
+    async def _answer_webhook(self, conn: _Connection, request: _Request, body: bytes) -> None:
+        try:
+            answer = await self._webhook(request, body)
+        except Exception as error:  # a bug: say what, never a traceback nor a secret
+            answer = _text(503, f"webhook failed: {type(error).__name__}")
+        self._respond(conn, answer)
+
+    async def _webhook(self, request: _Request, body: bytes) -> _Answer:
+        """The answer to a webhook POST whose body is in: TwiML, 403, or 503."""
+        at = utc_now()  # when the reply arrived: Twilio's form does not say when it was sent
+        url, token = self._webhook_url, self.config.twilio_auth_token
+        if url is None or token is None:  # not reached: the path is None then
+            return _WEBHOOK_OFF
+        try:
+            params = _form(body)
+        except _BadRequest as error:
+            return _text(error.status, f"bad request: {error.reason}")
+        validator = self._validator_class
+        if validator is None:
+            loaded = await _wait(self._twilio_import.join(), WEBHOOK_WAIT_SECONDS)
+            if not isinstance(loaded, type):
+                what = type(loaded).__name__ if loaded is not None else "timeout"
+                return _text(503, f"webhook unavailable: cannot import twilio ({what})")
+            self._validator_class = validator = loaded
+        signature = request.header("x-twilio-signature") or ""
+        if not validator(token).validate(url, params, signature):
+            return _BAD_SIGNATURE
+        from check_status.alerting.oncall import Ack, read_ack
+
+        is_ack, check = read_ack(params.get("Body", ""))
+        sender = params.get("From", "")
+        known = set(self.config.alert_to) | {o.number for o in self.config.operators}
+        if not is_ack or sender not in known:
+            # Not an ACK, or not from an operator (whom rules.acknowledge would
+            # ignore anyway): nothing is recorded, and a stranger gets no reply.
+            return _NO_REPLY
+        if self._ack_threads >= MAX_ACK_THREADS:
+            return _text(503, f"busy: {self._ack_threads} ACKs are being recorded; try again")
+        ack = Ack(sender, check, at, "webhook")
+        future = self._in_thread("check-status ack", lambda: self._record(ack))
+        answer = await _wait(future, WEBHOOK_WAIT_SECONDS)
+        if answer is None:
+            return _text(
+                503, f"timeout after {WEBHOOK_WAIT_SECONDS:g}s (the ACK may still be recorded)"
+            )
+        return answer
+
+    def _in_thread(self, name: str, work: Callable[[], _Answer]) -> asyncio.Future[_Answer]:
+        """`work` in a daemon thread of its own (see _Flight for why not an
+        executor), counted in _ack_threads until it returns."""
+        loop = self._loop
+        future: asyncio.Future[_Answer] = loop.create_future()
+
+        def finish(answer: _Answer) -> None:
+            self._ack_threads -= 1
+            if not future.done():
+                future.set_result(answer)
+
+        def run() -> None:
+            answer = work()  # total
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(finish, answer)
+
+        threading.Thread(target=run, name=name, daemon=True).start()
+        self._ack_threads += 1
+        return future
+
+    def _record(self, ack: Any) -> _Answer:
+        # In an ACK thread: the run lock, the state file and the outbox.
+        from check_status.acks import AckNotRecorded, record_acks
+
+        try:
+            lines = record_acks(self.config, [ack], ack.at, wait_seconds=ACK_LOCK_WAIT_SECONDS)
+        except AckNotRecorded as error:
+            return _text(503, f"ACK not recorded: {error}")
+        except Exception as error:
+            return _text(503, f"ACK not recorded: {type(error).__name__}")
+        return _sms_reply(f"[{self.config.node_name}] {'; '.join(lines)}")
 
     def _status(self) -> _Answer:
         # In the state-read thread: reading, building and encoding the page.

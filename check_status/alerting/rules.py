@@ -909,6 +909,15 @@ def acknowledge(
             if incident.paged_at is not None and ack.at < incident.paged_at - ACK_CLOCK_SLACK:
                 continue  # an ACK of an earlier incident
             acked = replace(incident, acked_by=ack.number, acked_at=ack.at)
+            if ack.number in policy.recipients and (incident.told or {}).get(ack.number) in (
+                None,
+                FAILED,
+            ):
+                # ACKed before any text reached them (from the terminal, asleep):
+                # they are on it now, so they hear of its reminders and its end.
+                told_now = {**(incident.told or {}), ack.number: incident.notified_status.name}
+                told_at = {**incident.told_at, ack.number: incident.told_at.get(ack.number, now)}
+                acked = replace(acked, told=told_now, told_at=told_at)
             records[check] = replace(record, incident=acked)
             done.append(check)
             told = _told(incident, policy.recipients)
