@@ -695,7 +695,9 @@ def serve_command(
         server = HealthServer(config, address)
     except OSError as error:
         fail(f"cannot listen on {listen}: {error.strerror or error}")
-    click.echo(f"check-status serve: listening on http://{listen} (/health, /status)", err=True)
+    webhook = config.twilio_webhook_url and config.twilio_auth_token
+    routes = "/health, /status" + (", POST /twilio/sms" if webhook else "")
+    click.echo(f"check-status serve: listening on http://{listen} ({routes})", err=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.serve_forever()

@@ -11,7 +11,7 @@ runner does. The tables say who got which kind of notification at which minute.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -613,6 +613,24 @@ def test_an_acker_who_was_reminded_hears_of_the_recovery() -> None:
     assert played.events[3] == f"71 RECOVERY nodeos {EVERYONE}"
 
 
+def test_an_ack_of_an_incident_from_an_old_state_keeps_everyone_told() -> None:
+    policy = oncall_policy()
+    state = AlertState()
+    for minute in range(3):
+        state, _ = decide(state, [result(CRIT)], NY_2AM + timedelta(minutes=minute), policy)
+    record = state.checks["nodeos"]
+    old = replace(record, incident=replace(record.incident, told=None))
+    state = AlertState({"nodeos": old})
+    now = NY_2AM + timedelta(minutes=3)
+    state, texts, _ = acknowledge(state, [Ack(LUKE, None, now)], now, policy)
+    assert [who(n.to) for n in texts] == ["michael,rob"]
+    recoveries = []
+    for minute in range(4, 8):
+        state, notes = decide(state, [result(OK)], NY_2AM + timedelta(minutes=minute), policy)
+        recoveries += [who(n.to) for n in notes if n.kind is Kind.RECOVERY]
+    assert recoveries == [EVERYONE]
+
+
 def test_no_escalation_while_the_check_recovers() -> None:
     # Failing at minutes 0-9, OK from 10: escalation was due at 11, but by then it is OK.
     played = play([CRIT] * 10 + [OK] * 3)
@@ -993,15 +1011,14 @@ def test_nobody_hears_of_a_recovery_they_were_not_told_of(story: Story) -> None:
                 acker = NUMBERS[n.summary]
                 assert acker not in n.to
                 assert before.checks[n.check].incident.acked_by is None
-        for n in notes:
-            if n.kind in NEWS_OF_A_PROBLEM:
-                told[n.check] |= set(n.to)
         for check in CHECKS:
-            # Whoever ACKed knows of the problem, texted or not (an ACK typed at
-            # the terminal by someone still asleep in the rota): they hear its end.
+            # Whoever ACKs is on it, told or not: they hear of its end too.
             incident = step.acked.checks.get(check, CheckRecord()).incident
             if incident is not None and incident.acked_by is not None:
                 told[check].add(incident.acked_by)
+        for n in notes:
+            if n.kind in NEWS_OF_A_PROBLEM:
+                told[n.check] |= set(n.to)
         for check in CHECKS:
             if state.checks[check].incident is None:
                 told[check] = set()

@@ -10,9 +10,8 @@ import pytest
 import requests
 
 from tests.standins import TwilioStandIn
+from tests.test_standins import SID, TOKEN, twilio_client  # helpers, not tests
 
-SID = "AC" + "0" * 32
-TOKEN = "test-token"
 OURS = "+15005550006"
 OTHER_LINE = "+15005550007"
 ONCALL = "+14155550101"
@@ -24,16 +23,6 @@ TWIML = "<Response><Say>hi</Say></Response>"
 def twilio() -> Iterator[TwilioStandIn]:
     with TwilioStandIn() as standin:
         yield standin
-
-
-def twilio_client(url: str, token: str = TOKEN, timeout: float = 2.0):
-    from twilio.http.http_client import TwilioHttpClient
-    from twilio.rest import Client
-
-    client = Client(SID, token, http_client=TwilioHttpClient(timeout=timeout))
-    client.region = client.edge = None  # environment={} would still read os.environ
-    client.api.base_url = url
-    return client
 
 
 # --- listing messages ------------------------------------------------------------------

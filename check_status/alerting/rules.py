@@ -909,9 +909,11 @@ def acknowledge(
             if incident.paged_at is not None and ack.at < incident.paged_at - ACK_CLOCK_SLACK:
                 continue  # an ACK of an earlier incident
             acked = replace(incident, acked_by=ack.number, acked_at=ack.at)
-            if ack.number in policy.recipients and (incident.told or {}).get(ack.number) in (
-                None,
-                FAILED,
+            # (told None: a state from before `told` was kept, when everyone was told.)
+            if (
+                ack.number in policy.recipients
+                and incident.told is not None
+                and incident.told.get(ack.number) in (None, FAILED)
             ):
                 # ACKed before any text reached them (from the terminal, asleep):
                 # they are on it now, so they hear of its reminders and its end.
