@@ -167,8 +167,6 @@ def replies_since(config: Config, alerts: Any) -> datetime | None:
     (TWILIO_FROM; a messaging service's replies come through serve's webhook)."""
     if not (config.sms_configured and config.twilio_from and config.twilio_auth_token):
         return None
-    from check_status.alerting.rules import ACK_CLOCK_SLACK
-
     waiting = [
         record.incident.paged_at
         for record in alert_state_from_json(alerts).checks.values()
@@ -177,7 +175,7 @@ def replies_since(config: Config, alerts: Any) -> datetime | None:
         and record.incident.acked_by is None
         and not record.incident.silenced
     ]
-    return min(waiting) - ACK_CLOCK_SLACK if waiting else None
+    return min(waiting) if waiting else None
 
 
 def judge_everything(
@@ -620,7 +618,16 @@ def alert_operators(
         if store.where is not None:
             store.save(state)
         notes += [
-            f"call to {policy.name_of(o.recipient)} {_UNSENT[o.result]}: {o.detail}"
+            f"call to {policy.name_of(o.recipient)} "
+            + (
+                "failed for good"
+                if o.result == "failed"
+                # A timeout may still have rung: said, since the retry may ring twice.
+                else "not confirmed, will retry (it may have rung already)"
+                if o.detail == "no answer from Twilio in time"
+                else "not placed, will retry"
+            )
+            + f": {o.detail}"
             for o, _ in placed
             if o.result != "called"
         ]
@@ -696,7 +703,18 @@ def _start_calls(
         from check_status.notify import SEND_TIMEOUT_SECONDS
 
         worker.join(SEND_TIMEOUT_SECONDS + 2)
-        return list(placed)
+        done = list(placed)
+        if worker.is_alive():  # not expected: place_calls ends itself in time
+            from check_status.delivery import Outcome
+
+            answered = {o.recipient for o, _ in done}
+            for n in calls:
+                done += [
+                    (Outcome(r, "pending", n.check, "no answer from Twilio in time"), (n.check,))
+                    for r in n.to or ()
+                    if r not in answered
+                ]
+        return done
 
     return wait
 

@@ -1022,3 +1022,45 @@ def test_nobody_hears_of_a_recovery_they_were_not_told_of(story: Story) -> None:
         for check in CHECKS:
             if state.checks[check].incident is None:
                 told[check] = set()
+
+
+# --- an old reply, read again by every run, acknowledges nothing new -----------------
+
+
+def runs_with_a_reply(statuses: list[dict[str, Status]], reply_at: datetime, check: str | None):
+    """Each run first applies the same reply, as each run reads the replies again."""
+    policy = oncall_policy()
+    state = AlertState()
+    events: list[str] = []
+    for minute, by_check in enumerate(statuses):
+        now = NY_2AM + timedelta(minutes=minute)
+        if minute:
+            state, texts, _ = acknowledge(state, [Ack(ROB, check, reply_at)], now, policy)
+            events += [event(minute, n) for n in texts]
+        results = [result(s, name) for name, s in by_check.items()]
+        state, notes = decide(state, results, now, policy)
+        events += [event(minute, n) for n in notes if n.kind is not Kind.REMINDER]
+    return events, state
+
+
+def test_a_bare_ack_does_not_acknowledge_an_incident_texted_after_it() -> None:
+    # disk WARNING from minute 0 (texted at 1); rob's bare ACK at 1:30; nodeos
+    # CRITICAL from minute 2 (texted at 3): the reply, read again at every run,
+    # is older than the nodeos text, so nodeos escalates and calls.
+    runs = [{"disk:/": WARN, "nodeos": OK}] * 2 + [{"disk:/": WARN, "nodeos": CRIT}] * 30
+    events, state = runs_with_a_reply(runs, NY_2AM + timedelta(minutes=1, seconds=30), None)
+    assert "2 ACK disk:/ michael" in events
+    assert not any(e.startswith(("3 ACK nodeos", "4 ACK nodeos")) for e in events), events
+    assert state.checks["nodeos"].incident.acked_by is None
+    assert f"{3 + 2 * E} CALL nodeos {EVERYONE}" in events
+
+
+def test_an_ack_of_the_lesser_problem_does_not_hold_once_it_is_worse() -> None:
+    # disk WARNING, ACKed by rob at 1:30; CRITICAL from minute 3: the steps start
+    # again, and the same reply, read again, does not acknowledge the CRITICAL.
+    runs = [{"disk:/": WARN}] * 3 + [{"disk:/": CRIT}] * 30
+    events, state = runs_with_a_reply(runs, NY_2AM + timedelta(minutes=1, seconds=30), "disk")
+    assert [e for e in events if " ACK " in e] == ["2 ACK disk:/ michael"]
+    assert "3 ESCALATION disk:/ michael,rob" in events
+    assert state.checks["disk:/"].incident.acked_by is None
+    assert f"{3 + 2 * E} CALL disk:/ {EVERYONE}" in events

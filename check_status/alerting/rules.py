@@ -873,10 +873,6 @@ def _times_from_json(raw: Any) -> dict[str, datetime]:
 
 # --- ACKs and calls, applied between runs of decide ---------------------------
 
-# A reply dated a little before the text it answers is a clock apart, not an
-# ACK of an older incident: the node's clock and Twilio's may differ.
-ACK_CLOCK_SLACK = timedelta(minutes=2)
-
 
 def acknowledge(
     state: AlertState, acks: Iterable[Ack], now: datetime, policy: Policy
@@ -906,8 +902,12 @@ def acknowledge(
                 continue
             if ack.check is not None and not matches(check, ack.check):
                 continue
-            if incident.paged_at is not None and ack.at < incident.paged_at - ACK_CLOCK_SLACK:
-                continue  # an ACK of an earlier incident
+            if incident.paged_at is not None and ack.at < incident.paged_at:
+                # Sent before this incident's first text (or before it got worse
+                # than what was ACKed): an answer to something else. Replies are
+                # read again every run, so no allowance: a reply the clocks make
+                # look early leaves the escalation going, which is the safe side.
+                continue
             acked = replace(incident, acked_by=ack.number, acked_at=ack.at)
             # (told None: a state from before `told` was kept, when everyone was told.)
             if (
