@@ -351,6 +351,16 @@ def _address(
     def due_to_know(r: str) -> bool:
         return acker is None and (incident.escalated_at is not None or r in in_line)
 
+    # The escalation is due this run: those never told get its ESCALATED text
+    # from _escalate, not a late PROBLEM that would not say nobody answered.
+    escalating = (
+        acker is None
+        and incident.escalated_at is None
+        and incident.paged_at is not None
+        and not incident.silenced
+        and _is_problem(result, policy)
+        and now >= incident.paged_at + timedelta(minutes=policy.escalate_after_minutes)
+    )
     late: tuple[str, ...] = ()
     if note is not None and note.kind in NEWS_OF_A_PROBLEM:
         if acker is not None:
@@ -379,6 +389,8 @@ def _address(
         and _is_problem(result, policy)
     ):
         late = tuple(r for r in recipients if r not in told and due_to_know(r))
+    if escalating:
+        late = tuple(r for r in late if r in told)  # a number refused before, retried
     if late:
         addressed.append(
             Notification(
